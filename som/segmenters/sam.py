@@ -1,0 +1,147 @@
+"""SAM-family segmenters (MobileSAM, SAM ViT-B/L/H) over the official `segment_anything` model.
+
+One class serves every SAM-family model: it owns the model, a small cache of
+image embeddings (so interactive clicks after the first are cheap), prompt
+decoding, and automatic generation (`som.segmenters.amg`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from som.regions import Regions
+from som.segmenters.amg import AmgOptions, Candidates, decode_grid, select
+from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Image features of one image: (1, 256, 64, 64) plus the sizes needed to map masks back."""
+
+    features: torch.Tensor
+    input_hw: tuple[int, int]  # size of the resized image inside the padded 1024 square
+    original_hw: tuple[int, int]
+
+
+class SamSegmenter:
+    """A SAM-family model with cached embeddings, prompt decoding and automatic generation."""
+
+    def __init__(self, name: str, model, device: str, amg: AmgOptions = AmgOptions(), cache_size: int = 8):
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.name = name
+        self.device = device
+        self.model = model.to(device).eval()
+        self.amg = amg
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self._cache: OrderedDict[str, Embedding] = OrderedDict()
+        self._cache_size = cache_size
+        # decoded grid per (image, options): changing granularity needs no new decoding
+        self._candidates: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._lock = threading.Lock()  # one model, many app sessions: serialise model calls
+
+    # ---- embedding ----------------------------------------------------
+    @torch.inference_mode()
+    def embed(self, image: np.ndarray) -> Embedding:
+        """(H, W, 3) uint8 RGB -> cached Embedding."""
+        key = image_key(image)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+            resized = self.transform.apply_image(image)
+            x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+            features = self.model.image_encoder(self.model.preprocess(x))
+            emb = Embedding(features, tuple(resized.shape[:2]), tuple(image.shape[:2]))
+            self._cache[key] = emb
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return emb
+
+    # ---- decoding -----------------------------------------------------
+    @torch.inference_mode()
+    def decode(
+        self,
+        emb: Embedding,
+        points_xy: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes_xyxy: torch.Tensor | None = None,
+        multimask: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in original-image pixels -> (low-res logits (B, M, 256, 256), predicted IoU (B, M)).
+
+        points_xy: (B, K, 2), point_labels: (B, K), boxes_xyxy: (B, 4).
+        """
+        points = None
+        if points_xy is not None:
+            coords = self.transform.apply_coords_torch(points_xy.float(), emb.original_hw)
+            points = (coords.to(self.device), point_labels.to(self.device).int())
+        boxes = None
+        if boxes_xyxy is not None:
+            boxes = self.transform.apply_boxes_torch(boxes_xyxy.float(), emb.original_hw).to(self.device)
+        with self._lock:
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+            logits, iou = self.model.mask_decoder(
+                image_embeddings=emb.features,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+        return logits, iou
+
+    def upsample(self, emb: Embedding, logits: torch.Tensor) -> torch.Tensor:
+        """(K, 256, 256) low-res logits -> (K, H, W) bool masks in original pixels (SAM's own resize)."""
+        if logits.shape[0] == 0:
+            return torch.zeros((0, *emb.original_hw), dtype=torch.bool)
+        full = self.model.postprocess_masks(logits[:, None].float(), emb.input_hw, emb.original_hw)[:, 0]
+        return full > self.model.mask_threshold
+
+    # ---- public API ---------------------------------------------------
+    def segment_prompts(
+        self,
+        image: np.ndarray,
+        points_xy: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box_xyxy: np.ndarray | None = None,
+    ) -> Regions:
+        if points_xy is None and box_xyxy is None:
+            raise ValueError("segment_prompts needs at least one point or a box")
+        emb = self.embed(image)
+        pts = lbl = box = None
+        if points_xy is not None:
+            points_xy = np.asarray(points_xy, np.float32).reshape(-1, 2)
+            point_labels = (
+                np.ones(len(points_xy), np.int64) if point_labels is None else np.asarray(point_labels).reshape(-1)
+            )
+            if len(point_labels) != len(points_xy):
+                raise ValueError(f"{len(points_xy)} points but {len(point_labels)} point labels")
+            pts, lbl = torch.from_numpy(points_xy)[None], torch.from_numpy(point_labels.astype(np.int64))[None]
+        if box_xyxy is not None:
+            box = torch.as_tensor(np.asarray(box_xyxy, np.float32).reshape(1, 4))
+        # one positive click is ambiguous: ask for three masks and keep the best;
+        # several points or a box pin the object down: SAM recommends one mask then
+        single_click = box is None and pts is not None and pts.shape[1] == 1
+        logits, iou = self.decode(emb, pts, lbl, box, multimask=single_click)
+        best = int(iou[0].argmax())
+        masks = self.upsample(emb, logits[0, best : best + 1]).cpu().numpy()
+        return Regions.from_masks(masks, scores=iou[0, best : best + 1].float().cpu().numpy())
+
+    def segment_everything(
+        self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None
+    ) -> Regions:
+        emb = self.embed(image)
+        key = (image_key(image), self.amg)
+        cands = self._candidates.get(key)
+        if cands is None:
+            cands = decode_grid(self, emb, self.amg, progress=progress)
+            self._candidates[key] = cands
+            while len(self._candidates) > 2:
+                self._candidates.popitem(last=False)
+        return select(self, emb, cands, granularity(level), self.amg)

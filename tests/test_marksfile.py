@@ -1,0 +1,91 @@
+"""Marks JSON round trip and the Regions helpers it relies on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from som.marksfile import decode_rle, encode_rle, read_marks, regions_from_dict, regions_to_dict, write_marks
+from som.regions import Regions, masks_to_xyxy
+
+
+def hand_regions() -> Regions:
+    masks = np.zeros((3, 20, 30), bool)
+    masks[0, 2:8, 3:10] = True
+    masks[1, 10:19, 0:30] = True
+    masks[2, 0:1, 29:30] = True  # single corner pixel
+    return Regions(
+        masks=masks,
+        xyxy=masks_to_xyxy(masks),
+        scores=np.array([0.9, 0.8, 0.7]),
+        labels=["1", "2", "3"],
+        anchors_xy=np.array([[5, 4], [14, 14], [29, 0]]),
+        label_xyxy=np.array([[1, 1, 9, 7], [10, 11, 18, 17], [20, 0, 28, 6]]),
+    )
+
+
+def test_xyxy_is_tight_and_exclusive():
+    r = hand_regions()
+    assert r.xyxy.tolist() == [[3, 2, 10, 8], [0, 10, 30, 19], [29, 0, 30, 1]]
+    assert masks_to_xyxy(np.zeros((1, 4, 4), bool)).tolist() == [[0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (64, 48)])
+def test_rle_roundtrip(shape):
+    rng = np.random.default_rng(0)
+    m = rng.random(shape) > 0.5
+    assert np.array_equal(decode_rle(encode_rle(m)), m)
+    # uncompressed COCO form (list counts) also decodes
+    from pycocotools import mask as mu
+
+    flat = m.T.ravel()
+    counts, cur, run = [], False, 0
+    for v in flat:
+        if v == cur:
+            run += 1
+        else:
+            counts.append(run)
+            cur, run = v, 1
+    counts.append(run)
+    assert np.array_equal(decode_rle({"size": list(shape), "counts": counts}), m)
+    assert mu.area(mu.encode(np.asfortranarray(m.astype(np.uint8)))) == m.sum()
+
+
+def test_document_roundtrip(tmp_path):
+    r = hand_regions()
+    path = write_marks(tmp_path / "x.marks.json", r, {"segmenter": "hand"}, image_file="x.png")
+    doc = json.loads(path.read_text())
+    assert doc["image"] == {"file": "x.png", "width": 30, "height": 20}
+    assert [m["id"] for m in doc["marks"]] == [1, 2, 3]
+    assert [m["area"] for m in doc["marks"]] == [42, 270, 1]
+    back = read_marks(path)
+    assert np.array_equal(back.masks, r.masks)
+    assert back.labels == r.labels
+    assert np.array_equal(back.anchors_xy, r.anchors_xy)
+    assert np.allclose(back.label_xyxy, r.label_xyxy)
+    assert np.allclose(back.scores, r.scores, atol=1e-4)
+
+
+def test_empty_document_and_wrong_format():
+    empty = Regions.empty(5, 6)
+    assert len(regions_from_dict(regions_to_dict(empty))) == 0
+    with pytest.raises(ValueError, match="som marks"):
+        regions_from_dict({"marks": []})
+
+
+def test_select_and_index_by_label():
+    r = hand_regions()
+    assert r.select_labels(["3", "9", "1"]).labels == ["3", "1"]
+    assert r.index_of("2") == 1
+    with pytest.raises(ValueError, match="no region labelled"):
+        r.index_of("7")
+
+
+def test_resized_keeps_regions_disjoint_and_anchors_inside():
+    r = hand_regions()
+    big = r.resized(60, 90)
+    assert big.masks.shape == (3, 60, 90)
+    assert big.masks.sum(axis=0).max() == 1
+    for k, (x, y) in enumerate(big.anchors_xy):
+        assert big.masks[k, y, x]
+    assert np.allclose(big.areas, r.areas * 9)

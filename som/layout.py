@@ -28,7 +28,6 @@ share a pixel, so touching boxes are allowed.
 from __future__ import annotations
 
 import functools
-import math
 
 import cv2
 import numpy as np

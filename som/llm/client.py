@@ -231,7 +231,7 @@ class LLMClient:
     @property
     def where(self) -> str:
         """Model and endpoint, for messages."""
-        return f"model {self.config.model!r} at {self.config.base_url or 'api.openai.com'}"
+        return self._scrub(f"model {self.config.model!r} at {self.config.base_url or 'api.openai.com'}")
 
     # ---------------------------------------------------------------- calls
 
@@ -348,6 +348,10 @@ class LLMClient:
         """Map an SDK / transport exception to one LLMError whose text is scrubbed of the key."""
         if isinstance(e, LLMError):
             return e
+        error = self._classify(e)
+        return LLMError(error.kind, self._scrub(error), status=error.status)
+
+    def _classify(self, e: Exception) -> LLMError:
         import openai
 
         where = self.where
@@ -368,7 +372,7 @@ class LLMClient:
             if status in (401, 403):
                 # the server's text often echoes (part of) the key: say only what happened
                 return LLMError("auth", f"{where} rejected the API key ({status}); check the key or --api-key-env", status=status)
-            if any(m in low for m in _CONTEXT_MARKERS):
+            if status == 413 or any(m in low for m in _CONTEXT_MARKERS):
                 return LLMError("context_length", f"prompt and image are too long for {where}: lower max_image_side_px or shorten the prompt ({server_msg})", status=status)
             if any(m in low for m in _FILTER_MARKERS):
                 return LLMError("content_filter", f"{where} refused the content ({server_msg})", status=status)
@@ -386,6 +390,10 @@ class LLMClient:
         if isinstance(e, (openai.APIResponseValidationError, ValueError, TypeError, KeyError, AttributeError)):
             # ValueError covers json.JSONDecodeError of a non-JSON body
             return LLMError("malformed_reply", f"{where} sent a reply that is not a valid chat completion ({type(e).__name__}: {self._scrub(e)})")
-        if isinstance(e, openai.APIError):
-            return LLMError("malformed_reply", f"{where} sent an error: {server_msg}")
+        if isinstance(e, openai.APIError):  # an error event inside a 200 stream
+            if any(m in low for m in _CONTEXT_MARKERS):
+                return LLMError("context_length", f"prompt and image are too long for {where} ({server_msg})")
+            if any(m in low for m in _FILTER_MARKERS):
+                return LLMError("content_filter", f"{where} refused the content ({server_msg})")
+            return LLMError("server", f"{where} reported an error while replying: {server_msg}")
         return LLMError("connection", f"calling {where} failed: {type(e).__name__}: {self._scrub(e)}")

@@ -30,6 +30,7 @@ KINDS = {
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 # common secret-key shapes: OpenAI-style sk-..., and any value after api-key= / api_key:
+_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
 _KEY_PARAM = re.compile(r"(?i)(api[-_]?key[\"']?\s*[=:]\s*[\"']?)[^\s'\",;&]+")
 MAX_MESSAGE_CHARS = 400
@@ -47,6 +48,7 @@ def scrub(text: object, secrets: Iterable[str | None] = ()) -> str:
         if secret and len(secret) >= 4:
             s = s.replace(secret, "***")
     s = _BEARER.sub(r"\1***", s)
+    s = _URL_USERINFO.sub(r"\1***@", s)
     s = _SK_KEY.sub("***", s)
     s = _KEY_PARAM.sub(r"\1***", s)
     s = " ".join(s.split())  # one line

@@ -103,6 +103,18 @@ def test_failures_become_one_line_llm_errors(llm_server, make_client, name, step
     assert err.__context__ is None and err.__cause__ is None  # SDK exceptions (and their text) stay behind
 
 
+def test_error_event_inside_a_stream(llm_server, make_client):
+    """vLLM and others report late failures as an SSE event inside a 200 reply."""
+    ctx = b'data: {"error": {"message": "This model\'s maximum context length is 4096 tokens", "code": 400}}\n\n'
+    other = b'data: {"error": {"message": "engine crashed", "code": 500}}\n\n'
+    client = make_client()
+    for raw, kind in ((ctx, "context_length"), (other, "server")):
+        llm_server.enqueue(Step(raw=raw, content_type="text/event-stream"))
+        with pytest.raises(LLMError) as info:
+            "".join(client.stream(_messages(client)))
+        assert info.value.kind == kind
+
+
 def test_retries_honour_retry_after(llm_server, make_client, sleeps):
     llm_server.enqueue(Step(status=429, message="slow down", headers={"Retry-After": "3"}), Step(text="[1] after waiting"))
     client = make_client()
@@ -256,5 +268,6 @@ def test_scrub():
     assert scrub("Authorization: Bearer tok.en-1") == "Authorization: Bearer ***"
     assert scrub("Incorrect API key provided: sk-proj-AbC123xyz987.") == "Incorrect API key provided: ***."
     assert scrub("url?api-key=deadbeef&x=1") == "url?api-key=***&x=1"
+    assert scrub("cannot reach https://me:pw@host/v1") == "cannot reach https://***@host/v1"
     assert scrub("line one\nline two") == "line one line two"
     assert len(scrub("x" * 5000)) <= 400

@@ -1,0 +1,55 @@
+"""`som app`: serve the SoM toolbox in the browser (also `python demo_som.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_app_options(p: argparse.ArgumentParser) -> None:
+    from som.segmenters import DEFAULT_SEGMENTER, SPECS
+
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
+    p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link")
+    p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--max-file-size", default="25mb", help="largest upload accepted (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("som: error: the app needs Gradio: pip install 'som[app]'", file=sys.stderr)
+        return 1
+    from som.app.toolbox import launch
+
+    print(f"SoM toolbox on http://{args.host}:{args.port} (segmenter {args.segmenter}); Ctrl+C stops it",
+          file=sys.stderr)
+    try:
+        launch(host=args.host, port=args.port, share=args.share, segmenter=args.segmenter, device=args.device,
+               max_file_size=args.max_file_size)
+    except OSError as e:  # port in use, address not available
+        print(f"som: error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `som app` to the `som` command."""
+    p = subparsers.add_parser("app", help="open the SoM toolbox in the browser (Gradio)",
+                              description="Serve the Set-of-Mark toolbox: automatic and interactive marks.")
+    add_app_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="demo_som.py", description="Serve the Set-of-Mark toolbox in the browser.")
+    add_app_options(p)
+    try:
+        return run(p.parse_args(argv))
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,461 @@
+"""Per-session state of the toolbox app, and every action on it, without Gradio.
+
+A `ToolboxSession` holds one user's image, regions and downloads. The Gradio layer
+(`som.app.toolbox`) keeps one per browser session in a `gr.State` and only converts
+widgets to arguments; everything here is testable without a server.
+
+Regions are stored as one (H, W) int32 label map: 0 is background, k is region k
+(1-based, in label order). Disjointness therefore holds by construction, and memory
+does not grow with the number of regions.
+
+Rules of interactive editing:
+* a gesture (point, box, stroke) makes one new region with the next label;
+  existing regions keep their labels and their pixels: a new region only gets
+  pixels nobody owns (documented rule: **first come keeps its pixels**);
+* "+/- point to last region" re-decodes the last gesture's prompts with the
+  extra point, so a region can be grown or trimmed;
+* undo removes the last region, clear removes all;
+* a gesture whose free part is below the minimum area adds nothing and says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from som.draw import MarkStyle
+from som.imageio import ImageError, ImageLike, load_image, resize_rgb, working_size
+from som.refine import RefineOptions, clean_masks
+from som.regions import Regions, masks_to_xyxy
+
+MAX_SIDE_PX = 2048  # larger uploads are worked on (and downloaded) at this size
+MIN_SIDE_PX = 16
+MARK_TYPES = ("Mark", "Mask", "Box", "Contour")
+LABEL_MODES = {"Number": "number", "Alphabet": "alphabet"}
+STROKE_POINTS = 8  # prompts sampled along a painted stroke
+
+GetSegmenter = Callable[[str], Any]
+
+
+class UserError(ValueError):
+    """A mistake the user can fix; its message is shown as is in the page."""
+
+
+def app_temp_root() -> Path:
+    """Folder of every session's downloads: <system temp>/som-app (created on demand)."""
+    root = Path(tempfile.gettempdir()) / "som-app"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def make_style(marks: list[str] | tuple[str, ...], label_mode: str = "Number", alpha: float = 0.4) -> MarkStyle:
+    """UI choices -> MarkStyle. marks: subset of MARK_TYPES (case-insensitive)."""
+    chosen = {str(m).strip().lower() for m in (marks or [])}
+    unknown = chosen - {m.lower() for m in MARK_TYPES}
+    if unknown:
+        raise UserError(f"unknown mark type(s) {sorted(unknown)}; choose from {', '.join(MARK_TYPES)}")
+    if not chosen:
+        raise UserError("choose at least one mark type (Mark, Mask, Box or Contour)")
+    mode = LABEL_MODES.get(str(label_mode).capitalize(), str(label_mode).lower())
+    if mode not in LABEL_MODES.values():
+        raise UserError(f"label mode must be Number or Alphabet, got {label_mode!r}")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"alpha must be between 0 and 1, got {alpha}")
+    return MarkStyle(
+        mark="mark" in chosen, mask="mask" in chosen, box="box" in chosen, contour="contour" in chosen,
+        alpha=alpha, label_mode=mode,
+    )
+
+
+def make_refine_options(min_area: float) -> RefineOptions:
+    """Minimum area as the CLI reads it: below 1 a fraction of the image, from 1 up pixels."""
+    min_area = float(min_area)
+    if min_area < 0:
+        raise UserError(f"minimum area must be >= 0, got {min_area}")
+    return RefineOptions(min_area_frac=min_area) if min_area < 1 else RefineOptions(min_area_px=int(min_area))
+
+
+def stroke_to_points(stroke: np.ndarray, max_points: int = STROKE_POINTS) -> np.ndarray:
+    """(H, W) bool painted pixels -> (K, 2) float32 x,y prompts spread along the stroke.
+
+    Farthest-point sampling from the pixel nearest the stroke's centroid: the first point
+    is central, the next ones cover the stroke's extent, so a long stroke across an object
+    prompts all of it and a dab gives one point.
+    """
+    ys, xs = np.nonzero(stroke)
+    if len(xs) == 0:
+        raise UserError("the stroke is empty: paint over an object first")
+    pts = np.stack([xs, ys], axis=1).astype(np.float32)
+    if len(pts) > 4000:  # sampling a subset keeps this O(K * 4000)
+        pts = pts[np.linspace(0, len(pts) - 1, 4000).astype(np.int64)]
+    centre = pts.mean(axis=0)
+    chosen = [int(np.argmin(((pts - centre) ** 2).sum(axis=1)))]
+    dist = ((pts - pts[chosen[0]]) ** 2).sum(axis=1)
+    # stop when the stroke is covered to within ~a brush width: no duplicate prompts
+    min_gap = max(4.0, 0.02 * float(max(stroke.shape)))
+    while len(chosen) < max_points:
+        k = int(np.argmax(dist))
+        if dist[k] < min_gap**2:
+            break
+        chosen.append(k)
+        dist = np.minimum(dist, ((pts - pts[k]) ** 2).sum(axis=1))
+    return pts[chosen] + 0.5  # pixel centres
+
+
+def polyline_mask(points_xy: np.ndarray, height: int, width: int, thickness: int = 3) -> np.ndarray:
+    """(K, 2) x,y vertices -> (H, W) bool stroke drawn through them."""
+    import cv2
+
+    pts = np.asarray(points_xy, np.float64).reshape(-1, 2)
+    canvas = np.zeros((height, width), np.uint8)
+    ipts = np.round(pts).astype(np.int32)
+    if len(ipts) == 1:
+        cv2.circle(canvas, tuple(int(v) for v in ipts[0]), thickness, 1, -1)
+    else:
+        cv2.polylines(canvas, [ipts.reshape(-1, 1, 2)], False, 1, thickness)
+    return canvas > 0
+
+
+@dataclass
+class Gesture:
+    """What made a region: 'auto', or the prompts of 'point' / 'box' / 'stroke'."""
+
+    kind: str
+    points_xy: list[list[float]] = field(default_factory=list)
+    point_labels: list[int] = field(default_factory=list)
+    box_xyxy: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Rendered:
+    """What the page shows after an action."""
+
+    canvas_path: str | None  # marked image with gesture hints (points, box corner)
+    rows: list[list]  # mark table
+    status: str
+    marked_png: str | None
+    marks_json: str | None
+    clean_png: str | None
+    warning: str | None = None
+
+
+TABLE_HEADERS = ["label", "area", "x1", "y1", "x2", "y2", "score", "made by"]
+
+
+@dataclass
+class ToolboxSession:
+    """One user's image, regions and files. Create with `ToolboxSession()`, then `load`."""
+
+    source: np.ndarray | None = None
+    image_name: str = "image"
+    label_map: np.ndarray | None = None  # (H, W) int32, 0 = background, k = region k
+    scores: list[float] = field(default_factory=list)
+    gestures: list[Gesture] = field(default_factory=list)
+    segmenters_used: list[str] = field(default_factory=list)
+    auto_settings: dict | None = None
+    box_corner: tuple[float, float] | None = None
+    workdir: str | None = None
+    version: int = 0  # bumps on every change: names of written files
+
+    # ---- lifecycle ----------------------------------------------------
+    def _dir(self) -> Path:
+        if self.workdir is None or not Path(self.workdir).is_dir():
+            self.workdir = tempfile.mkdtemp(prefix="session-", dir=app_temp_root())
+        return Path(self.workdir)
+
+    def close(self) -> None:
+        """Delete this session's files (called when Gradio drops the session)."""
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.gestures)
+
+    def require_image(self) -> np.ndarray:
+        if self.source is None:
+            raise UserError("upload an image first (or pick an example)")
+        return self.source
+
+    def load(self, image: ImageLike, name: str | None = None, max_side_px: int = MAX_SIDE_PX) -> None:
+        """Read an upload (any format som.load_image takes); large images are scaled down."""
+        label = Path(name).name if name else "image"
+        source = load_image(image, name=label)
+        h, w = source.shape[:2]
+        if min(h, w) < MIN_SIDE_PX:
+            raise ImageError(f"{label}: image is {w}x{h} pixels; marks need at least {MIN_SIDE_PX}x{MIN_SIDE_PX}")
+        wh, ww = working_size(h, w, max_side_px)
+        self.source = np.ascontiguousarray(resize_rgb(source, wh, ww))
+        stem = Path(label).stem or "image"
+        self.image_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "image"
+        self.clear()
+        from PIL import Image
+
+        Image.fromarray(self.source).save(self._dir() / f"{self.image_name}.png", compress_level=1)
+
+    def clear(self) -> None:
+        h, w = self.require_image().shape[:2]
+        self.label_map = np.zeros((h, w), np.int32)
+        self.scores, self.gestures, self.segmenters_used = [], [], []
+        self.auto_settings, self.box_corner = None, None
+        self.version += 1
+
+    def undo(self) -> bool:
+        """Remove the last region; False when there was none."""
+        self.require_image()
+        self.box_corner = None
+        if not self.gestures:
+            return False
+        k = len(self.gestures)
+        self.label_map[self.label_map == k] = 0
+        self.gestures.pop()
+        self.scores.pop()
+        self.segmenters_used.pop()
+        self.version += 1
+        return True
+
+    # ---- regions --------------------------------------------------------
+    def regions(self) -> Regions:
+        """The current regions (disjoint masks in label order)."""
+        h, w = self.require_image().shape[:2]
+        n = self.n_regions
+        masks = self.label_map[None] == np.arange(1, n + 1, dtype=np.int32)[:, None, None] if n else np.zeros((0, h, w), bool)
+        return Regions(masks=masks, xyxy=masks_to_xyxy(masks), scores=np.asarray(self.scores, np.float32))
+
+    def set_automatic(self, regions: Regions, settings: dict) -> None:
+        """Replace all regions with an automatic result (disjoint, in label order)."""
+        h, w = self.require_image().shape[:2]
+        if regions.image_hw != (h, w):
+            regions = regions.resized(h, w)
+        lm = np.zeros((h, w), np.int32)
+        for k, m in enumerate(regions.masks):
+            lm[m & (lm == 0)] = k + 1
+        self.label_map = lm
+        n = len(regions)
+        self.scores = [1.0] * n if regions.scores is None else [float(s) for s in regions.scores]
+        self.gestures = [Gesture("auto") for _ in range(n)]
+        self.segmenters_used = [settings.get("segmenter") or "?"] * n
+        self.auto_settings = settings
+        self.box_corner = None
+        self.version += 1
+
+    def _free_part(self, mask: np.ndarray, min_area_px: int, own_label: int | None = None) -> np.ndarray:
+        """Clean the new mask, keep only pixels nobody else owns, drop crumbs."""
+        h, w = mask.shape
+        crumbs = max(1, int(0.0005 * h * w))
+        mask = clean_masks(mask[None], crumbs, crumbs)[0]
+        free = self.label_map == 0
+        if own_label is not None:
+            free |= self.label_map == own_label
+        mask = mask & free
+        if mask.any():
+            mask = clean_masks(mask[None], 0, min(crumbs, max(1, min_area_px - 1)))[0]
+        return mask
+
+    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, float]:
+        pts = np.asarray(gesture.points_xy, np.float32).reshape(-1, 2) if gesture.points_xy else None
+        lbl = np.asarray(gesture.point_labels, np.int64) if gesture.points_xy else None
+        box = np.asarray(gesture.box_xyxy, np.float32) if gesture.box_xyxy is not None else None
+        out = segmenter.segment_prompts(self.source, points_xy=pts, point_labels=lbl, box_xyxy=box)
+        score = 1.0 if out.scores is None else float(out.scores[0])
+        return out.masks[0], score
+
+    def _check_xy(self, x: float, y: float) -> tuple[float, float]:
+        h, w = self.require_image().shape[:2]
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            raise UserError(f"a point needs numbers x, y; got {x!r}, {y!r}") from None
+        if not (0 <= x < w and 0 <= y < h):
+            raise UserError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image")
+        return x, y
+
+    def add_gesture(self, segmenter, gesture: Gesture, min_area_px: int = 1) -> str:
+        """Segment one gesture into a new region with the next label; returns a status line."""
+        self.require_image()
+        self.box_corner = None
+        mask, score = self._segment(segmenter, gesture)
+        mask = self._free_part(mask, min_area_px)
+        area = int(mask.sum())
+        if area < max(1, min_area_px):
+            owner = self._owner_at(gesture)
+            why = f"it falls inside region {owner}" if owner else "the segmenter found no region there"
+            raise UserError(
+                f"nothing added: {why} (free part {area} px, minimum {min_area_px} px). "
+                "Undo or clear to redo a region, or lower the minimum area."
+            )
+        k = self.n_regions + 1
+        self.label_map[mask] = k
+        self.gestures.append(gesture)
+        self.scores.append(score)
+        self.segmenters_used.append(segmenter.name)
+        self.version += 1
+        return f"added region {k} ({area} px) from a {gesture.kind}"
+
+    def _owner_at(self, gesture: Gesture) -> int:
+        for (x, y), lab in zip(gesture.points_xy, gesture.point_labels):
+            if lab == 1:
+                return int(self.label_map[int(y), int(x)])
+        return 0
+
+    def add_point(self, segmenter, x: float, y: float, min_area_px: int = 1) -> str:
+        x, y = self._check_xy(x, y)
+        return self.add_gesture(segmenter, Gesture("point", [[x, y]], [1]), min_area_px)
+
+    def add_box(self, segmenter, x1: float, y1: float, x2: float, y2: float, min_area_px: int = 1) -> str:
+        h, w = self.require_image().shape[:2]
+        try:
+            x1, y1, x2, y2 = (float(v) for v in (x1, y1, x2, y2))
+        except (TypeError, ValueError):
+            raise UserError("a box needs four numbers x1, y1, x2, y2") from None
+        x1, x2 = sorted((min(max(x1, 0), w), min(max(x2, 0), w)))
+        y1, y2 = sorted((min(max(y1, 0), h), min(max(y2, 0), h)))
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            raise UserError(f"the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is too small: drag across the object")
+        return self.add_gesture(segmenter, Gesture("box", box_xyxy=[x1, y1, x2, y2]), min_area_px)
+
+    def box_click(self, segmenter, x: float, y: float, min_area_px: int = 1) -> str:
+        """Box as two clicks: the first sets a corner, the second adds the region."""
+        x, y = self._check_xy(x, y)
+        if self.box_corner is None:
+            self.box_corner = (x, y)
+            return f"box: first corner at ({x:.0f}, {y:.0f}); click the opposite corner"
+        (x0, y0), self.box_corner = self.box_corner, None
+        return self.add_box(segmenter, x0, y0, x, y, min_area_px)
+
+    def add_stroke(self, segmenter, stroke: np.ndarray, min_area_px: int = 1) -> str:
+        """(H, W) bool painted pixels (any size: rescaled to the image) -> one region."""
+        h, w = self.require_image().shape[:2]
+        stroke = np.asarray(stroke, bool)
+        if stroke.ndim != 2:
+            raise UserError(f"a stroke is an (H, W) mask, got shape {stroke.shape}")
+        pts = stroke_to_points(stroke)
+        pts = pts * np.array([w / stroke.shape[1], h / stroke.shape[0]], np.float32)
+        pts = np.clip(pts, 0, [w - 1e-3, h - 1e-3])
+        gesture = Gesture("stroke", pts.round(1).tolist(), [1] * len(pts))
+        return self.add_gesture(segmenter, gesture, min_area_px)
+
+    def add_polyline(self, segmenter, points_xy, min_area_px: int = 1) -> str:
+        """A stroke given as its vertices [[x, y], ...] in image pixels (the API form)."""
+        h, w = self.require_image().shape[:2]
+        pts = np.asarray(points_xy, np.float64)
+        if pts.size == 0 or pts.ndim != 2 or pts.shape[1] != 2:
+            raise UserError('a stroke is a list of [x, y] points, e.g. [[10, 20], [40, 25]]')
+        return self.add_stroke(segmenter, polyline_mask(pts, h, w), min_area_px)
+
+    def refine_last(self, segmenter, x: float, y: float, positive: bool, min_area_px: int = 1) -> str:
+        """Add a positive or negative point to the last interactive region and re-segment it."""
+        x, y = self._check_xy(x, y)
+        self.box_corner = None
+        if not self.gestures:
+            raise UserError("there is no region to refine yet: add one first")
+        k = self.n_regions
+        last = self.gestures[-1]
+        if last.kind == "auto":
+            raise UserError(f"region {k} came from automatic mode; refine works on regions you added by hand")
+        trial = Gesture(last.kind, [*last.points_xy, [x, y]], [*last.point_labels, int(bool(positive))], last.box_xyxy)
+        mask, score = self._segment(segmenter, trial)
+        mask = self._free_part(mask, min_area_px, own_label=k)
+        area = int(mask.sum())
+        if area < max(1, min_area_px):
+            raise UserError(f"region {k} would be empty with that point ({area} px); nothing changed")
+        self.label_map[self.label_map == k] = 0
+        self.label_map[mask] = k
+        self.gestures[-1], self.scores[-1] = trial, score
+        self.version += 1
+        sign = "+" if positive else "-"
+        return f"region {k}: {sign} point at ({x:.0f}, {y:.0f}), now {area} px"
+
+    def run_automatic(self, segmenter, granularity_level, style: MarkStyle, refine_options: RefineOptions,
+                      progress=None) -> str:
+        """Segment everything (replaces all regions); returns a status line."""
+        from som.pipeline import mark
+
+        source = self.require_image()
+        t = time.perf_counter()
+        result = mark(source, segmenter=segmenter, granularity_level=granularity_level, style=style,
+                      refine_options=refine_options, max_side_px=MAX_SIDE_PX, progress=progress)
+        self.set_automatic(result.regions, result.settings)
+        secs = time.perf_counter() - t
+        return f"automatic: {len(result.regions)} marks with {segmenter.name} in {secs:.1f} s"
+
+    # ---- output ---------------------------------------------------------
+    def settings(self, style: MarkStyle) -> dict:
+        kinds = {g.kind for g in self.gestures}
+        mode = "empty" if not kinds else "automatic" if kinds == {"auto"} else "interactive" if "auto" not in kinds else "mixed"
+        out = dict(self.auto_settings or {})
+        out.update({
+            "app": "som toolbox",
+            "mode": mode,
+            "segmenter": out.get("segmenter") or (self.segmenters_used[-1] if self.segmenters_used else None),
+            "style": dataclasses.asdict(style),
+            "regions": [{"made_by": g.kind, "segmenter": s, **({} if g.kind == "auto" else g.to_dict())}
+                        for g, s in zip(self.gestures, self.segmenters_used)],
+        })
+        return out
+
+    def render(self, style: MarkStyle, status: str = "", warning: str | None = None) -> Rendered:
+        """Draw the regions (labels stay in creation order) and write the three downloads."""
+        from PIL import Image
+
+        from som.marksfile import write_marks
+        from som.pipeline import mark_regions
+
+        source = self.require_image()
+        out_dir = self._dir()
+        result = mark_regions(source, self.regions(), style=style, refine_options=None)
+        regions = result.regions
+        stem = self.image_name
+        marked_png = out_dir / f"{stem}.marked.png"
+        Image.fromarray(result.image).save(marked_png, compress_level=1)
+        marks_json = write_marks(out_dir / f"{stem}.marks.json", regions, self.settings(style),
+                                 image_file=f"{stem}.png")
+        canvas = self._hints(result.image)
+        canvas_path = marked_png
+        if canvas is not result.image:
+            canvas_path = out_dir / f"canvas-{self.version}.png"
+            for old in out_dir.glob("canvas-*.png"):
+                old.unlink(missing_ok=True)
+            Image.fromarray(canvas).save(canvas_path, compress_level=1)
+        areas = regions.areas
+        rows = [
+            [lab, int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
+            for lab, a, box, s, g in zip(regions.labels or [], areas, regions.xyxy, self.scores, self.gestures)
+        ]
+        return Rendered(str(canvas_path), rows, status, str(marked_png), str(marks_json),
+                        str(out_dir / f"{stem}.png"), warning)
+
+    def _hints(self, image: np.ndarray) -> np.ndarray:
+        """Show the prompts of the last hand-made region (green +, red -) and a pending box corner."""
+        import cv2
+
+        pts: list[tuple[float, float, int]] = []
+        if self.gestures and self.gestures[-1].kind in ("point", "stroke", "box"):
+            g = self.gestures[-1]
+            pts = [(x, y, lab) for (x, y), lab in zip(g.points_xy, g.point_labels)]
+        if not pts and self.box_corner is None:
+            return image
+        out = np.ascontiguousarray(image.copy())
+        r = max(3, round(min(image.shape[:2]) / 100))
+        for x, y, lab in pts:
+            color = (40, 220, 40) if lab else (235, 40, 40)
+            cv2.circle(out, (int(x), int(y)), r + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(out, (int(x), int(y)), r, color, -1, cv2.LINE_AA)
+        if self.box_corner is not None:
+            x, y = (int(v) for v in self.box_corner)
+            cv2.drawMarker(out, (x, y), (255, 255, 255), cv2.MARKER_CROSS, 6 * r, max(3, r // 2 + 2))
+            cv2.drawMarker(out, (x, y), (255, 0, 200), cv2.MARKER_CROSS, 6 * r, max(1, r // 2))
+        return out
+

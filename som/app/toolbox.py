@@ -397,9 +397,9 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
             with gr.Column(scale=3, min_width=400):
                 tool = gr.Radio(list(TOOLS), value=DEFAULT_TOOL, label="A click on the image…",
                                 elem_id="som-tool")
-                canvas = gr.Image(label="Marked image: click to add a region", type="filepath", interactive=False,
+                canvas = gr.Image(label="Marked image", type="filepath", interactive=False,
                                   format="png", elem_id="som-canvas", buttons=["fullscreen"])
-                status = gr.Markdown("Upload an image or pick an example.", elem_id="som-status")
+                status = gr.Markdown("Upload an image or pick an example.", label="status", elem_id="som-status")
                 with gr.Row():
                     undo_btn = gr.Button("Undo last region", size="sm", elem_id="som-undo")
                     clear_btn = gr.Button("Clear all", size="sm", elem_id="som-clear")

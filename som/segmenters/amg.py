@@ -36,7 +36,7 @@ class AmgOptions:
     points_per_side: int = 16
     points_per_batch: int = 64
     pred_iou_thresh: float = 0.86
-    stability_thresh: float = 0.92
+    stability_thresh: float = 0.85  # lower than stock's 0.95: scored on 256x256 logits, not full size
     stability_offset: float = 1.0
     box_nms_thresh: float = 0.7
     max_overlap_frac: float = 0.3

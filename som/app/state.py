@@ -48,6 +48,10 @@ class UserError(ValueError):
     """A mistake the user can fix; its message is shown as is in the page."""
 
 
+class NothingAdded(UserError):
+    """A valid gesture that changed nothing (e.g. a click inside an existing region)."""
+
+
 def app_temp_root() -> Path:
     """Folder of every session's downloads: <system temp>/som-app (created on demand)."""
     root = Path(tempfile.gettempdir()) / "som-app"
@@ -292,7 +296,7 @@ class ToolboxSession:
         if area < max(1, min_area_px):
             owner = self._owner_at(gesture)
             why = f"it falls inside region {owner}" if owner else "the segmenter found no region there"
-            raise UserError(
+            raise NothingAdded(
                 f"nothing added: {why} (free part {area} px, minimum {min_area_px} px). "
                 "Undo or clear to redo a region, or lower the minimum area."
             )
@@ -370,7 +374,7 @@ class ToolboxSession:
         mask = self._free_part(mask, min_area_px, own_label=k)
         area = int(mask.sum())
         if area < max(1, min_area_px):
-            raise UserError(f"region {k} would be empty with that point ({area} px); nothing changed")
+            raise NothingAdded(f"region {k} would be empty with that point ({area} px); nothing changed")
         self.label_map[self.label_map == k] = 0
         self.label_map[mask] = k
         self.gestures[-1], self.scores[-1] = trial, score

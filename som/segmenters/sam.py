@@ -7,6 +7,7 @@ decoding, and automatic generation (`som.segmenters.amg`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,27 +18,64 @@ import torch
 from som.regions import Regions
 from som.segmenters.amg import AmgOptions, Candidates, decode_grid, select
 from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.fast_decoder import FastMaskDecoder, ImageSide
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    """How prompts are decoded (automatic generation and clicks alike).
+
+    fast: our FastMaskDecoder (same weights and outputs as SAM's decoder, prompt-independent
+        work done once per image); False runs `segment_anything`'s MaskDecoder as is.
+    precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "fp32" or "bf16".
+    compile: torch.compile the fast decoder (GPU; first calls are slow while it compiles).
+    """
+
+    fast: bool = True
+    precision: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
 class Embedding:
-    """Image features of one image: (1, 256, 64, 64) plus the sizes needed to map masks back."""
+    """Image features of one image: (1, 256, 64, 64) plus the sizes needed to map masks back.
+
+    side: the decoder's prompt-independent inputs (FastMaskDecoder), computed once with the features.
+    """
 
     features: torch.Tensor
     input_hw: tuple[int, int]  # size of the resized image inside the padded 1024 square
     original_hw: tuple[int, int]
+    side: ImageSide | None = None
 
 
 class SamSegmenter:
     """A SAM-family model with cached embeddings, prompt decoding and automatic generation."""
 
-    def __init__(self, name: str, model, device: str, amg: AmgOptions = AmgOptions(), cache_size: int = 8):
+    def __init__(
+        self,
+        name: str,
+        model,
+        device: str,
+        amg: AmgOptions = AmgOptions(),
+        cache_size: int = 8,
+        decoder: DecoderOptions = DecoderOptions(),
+    ):
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.name = name
         self.device = device
         self.model = model.to(device).eval()
         self.amg = amg
+        self.decoder = decoder
+        self._fast = FastMaskDecoder(self.model) if decoder.fast else None
+        self._fast_call = self._fast
+        if self._fast is not None and decoder.compile:
+            self._fast_call = torch.compile(self._fast.__call__, dynamic=False)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self._cache: OrderedDict[str, Embedding] = OrderedDict()
         self._cache_size = cache_size
@@ -58,7 +96,8 @@ class SamSegmenter:
             resized = self.transform.apply_image(image)
             x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
             features = self.model.image_encoder(self.model.preprocess(x))
-            emb = Embedding(features, tuple(resized.shape[:2]), tuple(image.shape[:2]))
+            side = self._fast.image_side(features) if self._fast is not None else None
+            emb = Embedding(features, tuple(resized.shape[:2]), tuple(image.shape[:2]), side)
             self._cache[key] = emb
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -85,16 +124,26 @@ class SamSegmenter:
         boxes = None
         if boxes_xyxy is not None:
             boxes = self.transform.apply_boxes_torch(boxes_xyxy.float(), emb.original_hw).to(self.device)
-        with self._lock:
+        with self._lock, self._autocast():
             sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
-            logits, iou = self.model.mask_decoder(
-                image_embeddings=emb.features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
+            if emb.side is not None and self._fast is not None:
+                logits, iou = self._fast_call(emb.side, sparse, multimask)
+            else:
+                logits, iou = self.model.mask_decoder(
+                    image_embeddings=emb.features,
+                    image_pe=self.model.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask,
+                )
         return logits, iou
+
+    def _autocast(self):
+        """bf16 autocast where asked (default: on CUDA, where masks stay equal and matmuls run 2x+ faster)."""
+        p = self.decoder.precision
+        if p == "bf16" or (p == "auto" and str(self.device).startswith("cuda")):
+            return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def upsample(self, emb: Embedding, logits: torch.Tensor) -> torch.Tensor:
         """(K, 256, 256) low-res logits -> (K, H, W) bool masks in original pixels (SAM's own resize)."""

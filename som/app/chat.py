@@ -399,8 +399,8 @@ def _session(state: Any) -> ChatSession:
     return state if isinstance(state, ChatSession) else ChatSession()
 
 
+# No object-fit on the marked image: Gradio maps clicks to pixels assuming it is never scaled up.
 CSS = """
-#som-chat-image img { object-fit: contain; }
 #som-endpoint-note { font-size: 0.95em; }
 """
 

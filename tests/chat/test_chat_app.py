@@ -247,10 +247,9 @@ def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, e
     ui.wait_text("#som-chatbot", "Marks changed")
     n3 = int(ui.text("#som-status").split()[0])
     img = ui.page.locator("#som-chat-image img")
-    box = img.bounding_box()  # the picture is fitted inside this box ("contain"), centred
-    scale = min(box["width"] / 451, box["height"] / 300)
+    box = img.bounding_box()  # the picture is centred in this box, scaled down to fit, never up
+    scale = min(box["width"] / 451, box["height"] / 300, 1.0)
     dx, dy = (box["width"] - 451 * scale) / 2, (box["height"] - 300 * scale) / 2
-    print("BOX", box, scale, dx, dy, ui.page.eval_on_selector("#som-chat-image img", "e => [e.naturalWidth, e.naturalHeight, e.clientWidth, e.clientHeight]"))
     img.click(position={"x": dx + 120.5 * scale, "y": dy + 150.5 * scale})
     ui.wait_text("#som-status", f"Added mark {n3 + 1}")
     assert "at (120, 150)" in ui.text("#som-status")  # the click lands on the pixel clicked

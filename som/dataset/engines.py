@@ -159,7 +159,13 @@ def ray_rows(
         else:
             n = actors or max(1, int(resources.get("CPU", 1)) // 2)
             opts = {"num_cpus": threads or 1}
-        ds = ds.map(_SegmentActor, fn_constructor_kwargs={"cfg": cfg, "threads": threads}, concurrency=n, **opts)
+        try:  # Ray >= 2.51: compute=ActorPoolStrategy; older: concurrency=n
+            from ray.data import ActorPoolStrategy
+
+            pool = {"compute": ActorPoolStrategy(size=n)}
+        except ImportError:  # pragma: no cover
+            pool = {"concurrency": n}
+        ds = ds.map(_SegmentActor, fn_constructor_kwargs={"cfg": cfg, "threads": threads}, **pool, **opts)
     ds = ds.map(_finish_row, fn_kwargs={"cfg": cfg}, num_cpus=1)
     yield from ds.iter_rows()
 

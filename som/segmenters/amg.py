@@ -32,7 +32,8 @@ class AmgOptions:
     coarse_points_per_side: the first pass; 0 decodes the whole fine grid (stock behaviour).
     max_points: prompt budget over both passes (0: no limit beyond the fine grid).
     points_per_batch: prompts decoded together; in the fine pass, coverage is updated between
-        batches, so smaller batches spend fewer prompts (CPU), larger run faster (GPU).
+        batches, so smaller batches spend fewer prompts. 0 (default): 8 on a CPU (where small
+        batches also stay in cache and run fastest per prompt), 64 on a GPU.
     pad_batches: pad every batch to points_per_batch prompts (static shapes for torch.compile).
     pred_iou_thresh / stability_thresh / stability_offset: SAM's quality filters, computed on
         the 256x256 logits (stock SAM computes them after upsampling to full resolution).
@@ -42,9 +43,9 @@ class AmgOptions:
     """
 
     points_per_side: int = 16
-    coarse_points_per_side: int = 0
-    max_points: int = 0
-    points_per_batch: int = 64
+    coarse_points_per_side: int = 8
+    max_points: int = 96
+    points_per_batch: int = 0
     pad_batches: bool = False
     pred_iou_thresh: float = 0.86
     stability_thresh: float = 0.85  # lower than stock's 0.95: scored on 256x256 logits, not full size
@@ -53,8 +54,14 @@ class AmgOptions:
     max_overlap_frac: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise ValueError("points_per_side and points_per_batch must be >= 1")
+        if self.points_per_side < 1 or self.points_per_batch < 0:
+            raise ValueError("points_per_side must be >= 1 and points_per_batch >= 0 (0: by device)")
+
+    def batch_size(self, device: str) -> int:
+        """Prompts per decoder call on `device` (points_per_batch, or the device's default)."""
+        if self.points_per_batch:
+            return self.points_per_batch
+        return 64 if str(device).startswith("cuda") else 8
         if self.coarse_points_per_side < 0 or self.max_points < 0:
             raise ValueError("coarse_points_per_side and max_points must be >= 0 (0: off)")
 
@@ -164,8 +171,9 @@ class _Collector:
 
     def decode(self, pts: torch.Tensor) -> None:
         n, opts = len(pts), self.opts
-        if opts.pad_batches and n < opts.points_per_batch:  # static shapes: repeat the last point
-            pts = torch.cat([pts, pts[-1:].expand(opts.points_per_batch - n, 2)])
+        full = opts.batch_size(self.seg.device)
+        if opts.pad_batches and n < full:  # static shapes: repeat the last point
+            pts = torch.cat([pts, pts[-1:].expand(full - n, 2)])
         logits, iou = self.seg.decode(self.emb, pts[:, None, :], torch.ones(len(pts), 1, dtype=torch.int64))
         logits, iou = logits[:n], iou[:n]
         self.decoded += n
@@ -200,7 +208,7 @@ def decode_grid(seg, emb, opts: AmgOptions, progress: ProgressFn | None = None) 
     """Decode prompts over the image, coarse to fine; keep the candidates passing the quality filters."""
     h, w = emb.original_hw
     col = _Collector(seg, emb, opts)
-    bs = opts.points_per_batch
+    bs = opts.batch_size(seg.device)
     budget = opts.max_points or opts.points_per_side**2 + opts.coarse_points_per_side**2
 
     def report(stage: str) -> None:

@@ -45,8 +45,9 @@ def prompts(rgb, n=4):
 
 @pytest.fixture(scope="module")
 def stock_and_fast(model, voc_rgb):
-    stock = SamSegmenter("stock", model, "cpu", decoder=DecoderOptions(fast=False))
-    fast = SamSegmenter("fast", model, "cpu")
+    # fp32 on both sides: "auto" picks bf16 on CPUs with native bf16 (checked in test_bf16_keeps_masks)
+    stock = SamSegmenter("stock", model, "cpu", decoder=DecoderOptions(fast=False, precision="fp32"))
+    fast = SamSegmenter("fast", model, "cpu", decoder=DecoderOptions(precision="fp32"))
     return stock, stock.embed(voc_rgb), fast, fast.embed(voc_rgb)
 
 
@@ -82,7 +83,7 @@ def test_batching_does_not_change_masks(stock_and_fast, voc_rgb):
 
 
 def test_bf16_keeps_masks(model, voc_rgb, stock_and_fast):
-    """The CUDA default is bf16 autocast; here the same code path runs on CPU."""
+    """bf16 autocast (the CUDA default, and the CPU default where bf16 is native) keeps the masks."""
     _, _, fast, emb = stock_and_fast
     bf16 = SamSegmenter("bf16", model, "cpu", decoder=DecoderOptions(precision="bf16"))
     pts, lbl = prompts(voc_rgb)

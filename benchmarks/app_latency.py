@@ -4,6 +4,8 @@ Runs the real server (`demo_som.py` in a subprocess, CPU) and drives it with gra
 
 * click: `/add_point` round trip with the image embedding cached (each click is followed by
   `/undo`, so every click sees the same number of regions); median and p90 over --clicks;
+  from gradio_client downloading the four file outputs, from one taking them as URLs (as the
+  page does), and in headless Chromium from the click to the new picture and status line;
 * first click: the first `/add_point` right after `/load_image` (the background warm-up may
   still be embedding);
 * automatic: `/segment_auto` round trip on a freshly loaded image (mobile-sam, default settings).
@@ -113,10 +115,58 @@ def through_server(segmenter: str, clicks: int) -> dict:
             times.append(time.perf_counter() - t)
             client.predict(api_name="/undo")
         out["click"] = stats(times)
+
+        # the same click from a client that takes file outputs as URLs (as the page does)
+        light = Client(url, verbose=False, download_files=False)
+        light.predict(handle_file(str(IMAGE)), segmenter, api_name="/load_image")
+        light.predict(x=POINTS[0][0], y=POINTS[0][1], api_name="/add_point", **kw)
+        light.predict(api_name="/undo")
+        times = []
+        for i in range(clicks):
+            x, y = POINTS[i % len(POINTS)]
+            t = time.perf_counter()
+            light.predict(x=x, y=y, api_name="/add_point", **kw)
+            times.append(time.perf_counter() - t)
+            light.predict(api_name="/undo")
+        out["click_no_download"] = stats(times)
+        out["click_browser"] = in_browser(url, clicks)
         return out
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def in_browser(url: str, clicks: int) -> dict | None:
+    """A click in headless Chromium until the page shows the new region (status line and picture)."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        return None
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return None
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        page.locator("#som-input input[type=file]").set_input_files(str(IMAGE))
+        expect(page.locator("#som-status")).to_contain_text("image loaded", timeout=60_000)
+        img = page.locator("#som-canvas img")
+        for i in range(clicks + 1):  # the first click is a warm-up
+            box = img.bounding_box()
+            src = img.get_attribute("src")
+            t = time.perf_counter()
+            img.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.25})
+            expect(page.locator("#som-status")).to_contain_text("added region 1", timeout=60_000)
+            expect(img).not_to_have_attribute("src", src, timeout=60_000)
+            if i:
+                times.append(time.perf_counter() - t)
+            page.click("#som-undo")
+            expect(page.locator("#som-status")).to_contain_text("removed region 1", timeout=60_000)
+        browser.close()
+    return stats(times)
 
 
 def in_process(segmenter: str, clicks: int) -> dict:
@@ -191,13 +241,17 @@ def main() -> int:
         "target_click_ms": 150,
     }
     handler = profile["handler_total"]["median_ms"]
-    result["gradio_overhead_ms"] = round(server["click"]["median_ms"] - handler, 1)
+    result["gradio_overhead_ms"] = round(server["click_no_download"]["median_ms"] - handler, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "app_latency.json").write_text(json.dumps(result, indent=2))
     p = profile
     rows = [
-        ("click, through the server (`/add_point`), median / p90", f"{server['click']['median_ms']} / {server['click']['p90_ms']} ms"),
+        ("click in Chromium until the new region shows, median / p90",
+         f"{server['click_browser']['median_ms']} / {server['click_browser']['p90_ms']} ms" if server["click_browser"] else "-"),
+        ("click, gradio_client taking files as URLs (`/add_point`), median / p90",
+         f"{server['click_no_download']['median_ms']} / {server['click_no_download']['p90_ms']} ms"),
+        ("click, gradio_client downloading the 4 files, median / p90", f"{server['click']['median_ms']} / {server['click']['p90_ms']} ms"),
         ("first click after load (embedding in background)", f"{server['first_click_ms']} ms"),
         ("automatic mode, first result (`/segment_auto`)", f"{server['automatic_first_result_s']} s"),
         ("load image (`/load_image`)", f"{server['load_image_ms']} ms"),
@@ -206,7 +260,7 @@ def main() -> int:
         ("— in process: segment_prompts (decode + upsample)", f"{p['segment_prompts']['median_ms']} ms"),
         ("— in process: add region (segment + clean + de-overlap)", f"{p['add_gesture']['median_ms']} ms"),
         ("— in process: render (layout + draw + PNG + JSON)", f"{p['render']['median_ms']} ms"),
-        ("— Gradio + client overhead (round trip − handler)", f"{result['gradio_overhead_ms']} ms"),
+        ("— Gradio + client overhead (URL round trip − handler)", f"{result['gradio_overhead_ms']} ms"),
         ("image embedding (once per image)", f"{p['embed_s']} s"),
     ]
     md = [

@@ -163,8 +163,11 @@ def in_browser(url: str, clicks: int) -> dict | None:
             expect(img).not_to_have_attribute("src", src, timeout=60_000)
             if i:
                 times.append(time.perf_counter() - t)
-            page.click("#som-undo")
+            shown = img.get_attribute("src")
+            page.click("#som-undo")  # and wait until its picture is shown, as a user would
             expect(page.locator("#som-status")).to_contain_text("removed region 1", timeout=60_000)
+            expect(img).not_to_have_attribute("src", shown, timeout=60_000)
+            page.wait_for_timeout(100)
         browser.close()
     return stats(times)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,9 @@ class ToolboxSession:
     box_corner: tuple[float, float] | None = None
     workdir: str | None = None
     version: int = 0  # bumps on every change: names of written files
+    _drawn: tuple | None = field(default=None, repr=False)  # (MarkResult, MarkStyle) of the last render
+    # one user's quick clicks may run at once (page clicks bypass the queue): one change at a time
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # ---- lifecycle ----------------------------------------------------
     def _dir(self) -> Path:
@@ -410,35 +414,47 @@ class ToolboxSession:
         })
         return out
 
-    def render(self, style: MarkStyle, status: str = "", warning: str | None = None) -> Rendered:
-        """Draw the regions (labels stay in creation order) and write the three downloads."""
+    def render(self, style: MarkStyle, status: str = "", warning: str | None = None,
+               downloads: bool = True) -> Rendered:
+        """Draw the regions (labels stay in creation order); with `downloads`, also write the three
+        downloads, else leave that to `write_downloads` (a click shows its picture sooner)."""
         from PIL import Image
 
-        from som.marksfile import write_marks
         from som.pipeline import mark_regions
 
         source = self.require_image()
         out_dir = self._dir()
         result = mark_regions(source, self.regions(), style=style, refine_options=None)
-        regions = result.regions
-        stem = self.image_name
-        marked_png = out_dir / f"{stem}.marked.png"
-        Image.fromarray(result.image).save(marked_png, compress_level=1)
-        marks_json = write_marks(out_dir / f"{stem}.marks.json", regions, self.settings(style),
-                                 image_file=f"{stem}.png")
+        self._drawn = (result, style)
         # what the page shows: the marks plus prompt hints, as JPEG (10x faster to encode than
         # PNG, which matters per click); the lossless picture is the Marked PNG download
         canvas_path = out_dir / f"canvas-{self.version}.jpg"
         for old in out_dir.glob("canvas-*.jpg"):
             old.unlink(missing_ok=True)
         Image.fromarray(self._hints(result.image)).save(canvas_path, quality=92)
-        areas = regions.areas
+        regions = result.regions
         rows = [
             [lab, int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
-            for lab, a, box, s, g in zip(regions.labels or [], areas, regions.xyxy, self.scores, self.gestures)
+            for lab, a, box, s, g in zip(regions.labels or [], regions.areas, regions.xyxy, self.scores, self.gestures)
         ]
-        return Rendered(str(canvas_path), rows, status, str(marked_png), str(marks_json),
-                        str(out_dir / f"{stem}.png"), warning)
+        files = self.write_downloads() if downloads else (None, None, None)
+        return Rendered(str(canvas_path), rows, status, *files, warning)
+
+    def write_downloads(self) -> tuple[str, str, str]:
+        """Write the last drawing as the marked PNG and the marks JSON -> (png, json, clean image) paths."""
+        from PIL import Image
+
+        from som.marksfile import write_marks
+
+        if self._drawn is None:
+            raise UserError("nothing drawn yet")
+        result, style = self._drawn
+        out_dir, stem = self._dir(), self.image_name
+        marked_png = out_dir / f"{stem}.marked.png"
+        Image.fromarray(result.image).save(marked_png, compress_level=1)
+        marks_json = write_marks(out_dir / f"{stem}.marks.json", result.regions, self.settings(style),
+                                 image_file=f"{stem}.png")
+        return str(marked_png), str(marks_json), str(out_dir / f"{stem}.png")
 
     def _hints(self, image: np.ndarray) -> np.ndarray:
         """Show the prompts of the last hand-made region (green +, red -) and a pending box corner."""

@@ -167,6 +167,12 @@ def _present(session: ToolboxSession, r: Rendered):
     return r.canvas_path, r.rows, r.status, r.marked_png, r.marks_json, r.clean_png, session
 
 
+def _present_view(session: ToolboxSession, r: Rendered):
+    if r.warning:
+        gr.Warning(r.warning)
+    return r.canvas_path, r.rows, r.status, session
+
+
 def _empty_outputs(session: ToolboxSession, status: str):
     return None, [], status, None, None, None, session
 
@@ -227,15 +233,28 @@ class Handlers:
         return _present(session, rendered)
 
     # interactive -----------------------------------------------------------
-    def _gesture(self, session, segmenter, marks, label_mode, alpha, min_area, action):
+    def _gesture(self, session, segmenter, marks, label_mode, alpha, min_area, action, view_only=False):
+        """Run one gesture and draw. view_only: the picture, table and status only (the page's clicks;
+        `downloads` writes the files right after), else everything (the API endpoints)."""
         session.require_image()
         style = make_style(marks, label_mode, alpha)
         seg = self.pool.get(segmenter)
-        try:
-            line = action(seg, _min_area_px(session, min_area))
-        except NothingAdded as e:  # a valid gesture that changed nothing: say so, keep the picture
-            return _present(session, session.render(style, _status(session, str(e)), warning=str(e)))
-        return _present(session, session.render(style, _status(session, line)))
+        present = _present_view if view_only else _present
+        with session.lock:
+            try:
+                line = action(seg, _min_area_px(session, min_area))
+            except NothingAdded as e:  # a valid gesture that changed nothing: say so, keep the picture
+                return present(session, session.render(style, _status(session, str(e)), warning=str(e),
+                                                       downloads=not view_only))
+            return present(session, session.render(style, _status(session, line), downloads=not view_only))
+
+    def downloads(self, state: ToolboxSession | None):
+        """Write the marked PNG and the marks JSON of the last drawing (after a click in the page)."""
+        s = _session(state)
+        if s.source is None:
+            return None, None, None
+        with s.lock:
+            return s.write_downloads()
 
     def add_point(self, x: float, y: float, segmenter: str, marks: list[str], label_mode: str, alpha: float,
                   min_area: float, state: ToolboxSession | None):
@@ -305,23 +324,25 @@ class Handlers:
         }
         if kind not in actions:
             raise UserError(f"unknown tool {tool!r}")
-        return self._gesture(s, segmenter, marks, label_mode, alpha, min_area, actions[kind])
+        return self._gesture(s, segmenter, marks, label_mode, alpha, min_area, actions[kind], view_only=True)
 
     # editing ---------------------------------------------------------------
     def undo(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove the last region."""
         s = _session(state)
         s.require_image()
-        last = s.n_regions
-        line = f"removed region {last}" if s.undo() else "nothing to undo"
-        return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, line)))
+        with s.lock:
+            last = s.n_regions
+            line = f"removed region {last}" if s.undo() else "nothing to undo"
+            return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, line)))
 
     def clear(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove every region (the image stays)."""
         s = _session(state)
         s.require_image()
-        s.clear()
-        return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, "cleared")))
+        with s.lock:
+            s.clear()
+            return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, "cleared")))
 
     def restyle(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Redraw the same regions with other mark types, label mode or alpha."""
@@ -434,8 +455,11 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
                         preprocess=False).then(h.editor_value, [state], [editor], api_visibility="private")
         run_btn.click(wrap(h.segment_auto), [segmenter, granularity, *look, min_area, state], outputs,
                       api_name="segment_auto", concurrency_limit=1, concurrency_id="auto")
-        canvas.select(wrap(h.canvas_select), [tool, *common], outputs, api_visibility="private",
-                      concurrency_limit=4, show_progress_on=[status], trigger_mode="multiple")
+        # a click in the page shows its picture first, then writes the downloads (PNG encoding
+        # costs as much as the decoder); the API endpoints below return everything at once
+        canvas.select(wrap(h.canvas_select), [tool, *common], [canvas, table, status, state], api_visibility="private",
+                      concurrency_limit=4, show_progress_on=[status], trigger_mode="multiple", queue=False,
+                      ).then(wrap(h.downloads), [state], [dl_png, dl_json, dl_clean], api_visibility="private")
         api_btns["point"].click(wrap(h.add_point), [x_in, y_in, *common], outputs, api_name="add_point",
                                 concurrency_limit=4, show_progress_on=[status])
         api_btns["refine"].click(wrap(h.refine_last), [x_in, y_in, positive_in, *common], outputs,

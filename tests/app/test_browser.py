@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -96,6 +97,18 @@ def test_default_mobile_sam_end_to_end(app_url, page):
     expect(page.locator("#som-status")).to_contain_text(re.compile("added region 2|nothing added"), timeout=60_000)
     assert _table_rows(page) >= 1
     page.screenshot(path=str(ARTIFACTS / "app_clicks_mobile_sam.png"), full_page=True)
+    # the downloads follow the clicks (they are written right after the picture is shown)
+    rows = _table_rows(page)
+    expect(page.locator("#som-dl-json")).to_be_enabled()
+    with page.expect_download() as info:
+        page.click("#som-dl-json")
+    doc = json.loads(Path(info.value.path()).read_text())
+    assert [m["label"] for m in doc["marks"]] == [str(k) for k in range(1, rows + 1)]
+    with page.expect_download() as info:
+        page.click("#som-dl-png")
+    from PIL import Image
+
+    assert Image.open(info.value.path()).size == (600, 400)
 
 
 def test_bad_upload_shows_readable_error(app_url, page, tmp_path):

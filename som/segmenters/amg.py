@@ -203,7 +203,7 @@ class _Collector:
         return Candidates(torch.cat(self.logits), torch.cat(self.scores), torch.cat(self.index), self.decoded)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def decode_grid(seg, emb, opts: AmgOptions, progress: ProgressFn | None = None) -> Candidates:
     """Decode prompts over the image, coarse to fine; keep the candidates passing the quality filters."""
     h, w = emb.original_hw
@@ -238,7 +238,7 @@ def decode_grid(seg, emb, opts: AmgOptions, progress: ProgressFn | None = None) 
     return col.candidates()
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def select(seg, emb, cands: Candidates, gran: Granularity, opts: AmgOptions) -> Regions:
     """Apply a granularity level to decoded candidates -> Regions at image resolution."""
     from torchvision.ops import batched_nms

@@ -77,7 +77,7 @@ class FastMaskDecoder:
         return w
 
     # ---- per image --------------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()
     def image_side(self, features: torch.Tensor) -> ImageSide:
         """features: (1, 256, h, w) image embedding -> ImageSide."""
         pe_enc = self.sam.prompt_encoder
@@ -158,7 +158,7 @@ class FastMaskDecoder:
         return torch.baddbmm(attn.out_proj.bias.expand(s.shape[0], 1, -1), s, vo)
 
     # ---- per batch of prompts ------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(
         self, side: ImageSide, sparse: torch.Tensor, multimask: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:

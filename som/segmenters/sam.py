@@ -97,7 +97,7 @@ class SamSegmenter:
         self._lock = threading.Lock()  # one model, many app sessions: serialise model calls
 
     # ---- embedding ----------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()
     def embed(self, image: np.ndarray) -> Embedding:
         """(H, W, 3) uint8 RGB -> cached Embedding."""
         key = image_key(image)
@@ -118,7 +118,7 @@ class SamSegmenter:
             return emb
 
     # ---- decoding -----------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(
         self,
         emb: Embedding,

@@ -124,3 +124,19 @@ def test_fine_points_are_the_fine_grid_spread_first():
     assert sorted(_spread_order(8).tolist()) == list(range(8)) and _spread_order(8)[0] == 4
     first4 = pts[:4]  # the first few are spread over the image, not one corner
     assert np.ptp(first4[:, 0]) >= 48 / 4 and np.ptp(first4[:, 1]) >= 64 / 4
+
+
+def test_compiled_decoder_gives_the_eager_masks(model, voc_rgb, stock_and_fast):
+    """The GPU option `compile=True` (torch.compile of the fast decoder, padded static batches)
+    runs here on the CPU through inductor and keeps the masks."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    _, _, fast, emb = stock_and_fast
+    compiled = SamSegmenter("compiled", model, "cpu", decoder=DecoderOptions(compile=True, precision="fp32"))
+    pts, lbl = prompts(voc_rgb, 2)
+    ref, ref_iou = fast.decode(emb, pts, lbl)
+    got, iou = compiled.decode(compiled.embed(voc_rgb), pts, lbl)
+    assert mask_ious(got, ref).min() >= 0.95
+    assert torch.allclose(iou, ref_iou, atol=1e-3)

@@ -33,7 +33,7 @@ def cpu_has_native_bf16() -> bool:
 
 @dataclass(frozen=True)
 class DecoderOptions:
-    """How prompts are decoded (automatic generation and clicks alike).
+    """How the model runs: the decoder (automatic generation and clicks alike) and the precision of both halves.
 
     fast: our FastMaskDecoder (same weights and outputs as SAM's decoder, prompt-independent
         work done once per image); False runs `segment_anything`'s MaskDecoder as is.

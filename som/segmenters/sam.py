@@ -33,7 +33,8 @@ def cpu_has_native_bf16() -> bool:
 
 @dataclass(frozen=True)
 class DecoderOptions:
-    """How the model runs: the decoder (automatic generation and clicks alike) and the precision of both halves.
+    """How the model runs: the decoder (automatic generation and clicks alike), and the
+    precision of both the image encoder and the decoder.
 
     fast: our FastMaskDecoder (same weights and outputs as SAM's decoder, prompt-independent
         work done once per image); False runs `segment_anything`'s MaskDecoder as is.

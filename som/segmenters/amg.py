@@ -56,14 +56,14 @@ class AmgOptions:
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 0:
             raise ValueError("points_per_side must be >= 1 and points_per_batch >= 0 (0: by device)")
+        if self.coarse_points_per_side < 0 or self.max_points < 0:
+            raise ValueError("coarse_points_per_side and max_points must be >= 0 (0: off)")
 
     def batch_size(self, device: str) -> int:
         """Prompts per decoder call on `device` (points_per_batch, or the device's default)."""
         if self.points_per_batch:
             return self.points_per_batch
         return 64 if str(device).startswith("cuda") else 8
-        if self.coarse_points_per_side < 0 or self.max_points < 0:
-            raise ValueError("coarse_points_per_side and max_points must be >= 0 (0: off)")
 
 
 def point_grid_xy(height: int, width: int, n_per_side: int) -> np.ndarray:

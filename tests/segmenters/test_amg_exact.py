@@ -140,3 +140,15 @@ def test_compiled_decoder_gives_the_eager_masks(model, voc_rgb, stock_and_fast):
     got, iou = compiled.decode(compiled.embed(voc_rgb), pts, lbl)
     assert mask_ious(got, ref).min() >= 0.95
     assert torch.allclose(iou, ref_iou, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [{"points_per_side": 0}, {"points_per_batch": -1},
+                                 {"coarse_points_per_side": -1}, {"max_points": -1}])
+def test_amg_options_reject_bad_values(bad):
+    with pytest.raises(ValueError):
+        AmgOptions(**bad)
+
+
+def test_batch_size_follows_the_device_unless_set():
+    assert AmgOptions().batch_size("cpu") == 8 and AmgOptions().batch_size("cuda:0") == 64
+    assert AmgOptions(points_per_batch=5).batch_size("cuda") == 5

@@ -107,33 +107,31 @@ def through_server(segmenter: str, clicks: int) -> dict:
         out["first_click_ms"] = round(1000 * (time.perf_counter() - t), 1)
         client.predict(api_name="/undo")
 
-        times = []
-        for i in range(clicks):
-            x, y = POINTS[i % len(POINTS)]
-            t = time.perf_counter()
-            client.predict(x=x, y=y, api_name="/add_point", **kw)
-            times.append(time.perf_counter() - t)
-            client.predict(api_name="/undo")
-        out["click"] = stats(times)
+        out["click"] = timed_clicks(client, clicks, kw)
 
         # the same click from a client that takes file outputs as URLs (as the page does)
         light = Client(url, verbose=False, download_files=False)
         light.predict(handle_file(str(IMAGE)), segmenter, api_name="/load_image")
         light.predict(x=POINTS[0][0], y=POINTS[0][1], api_name="/add_point", **kw)
         light.predict(api_name="/undo")
-        times = []
-        for i in range(clicks):
-            x, y = POINTS[i % len(POINTS)]
-            t = time.perf_counter()
-            light.predict(x=x, y=y, api_name="/add_point", **kw)
-            times.append(time.perf_counter() - t)
-            light.predict(api_name="/undo")
-        out["click_no_download"] = stats(times)
+        out["click_no_download"] = timed_clicks(light, clicks, kw)
         out["click_browser"] = in_browser(url, clicks)
         return out
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def timed_clicks(client, clicks: int, kw: dict) -> dict:
+    """`/add_point` round trips on a warm embedding, each followed by `/undo` (same region count)."""
+    times = []
+    for i in range(clicks):
+        x, y = POINTS[i % len(POINTS)]
+        t = time.perf_counter()
+        client.predict(x=x, y=y, api_name="/add_point", **kw)
+        times.append(time.perf_counter() - t)
+        client.predict(api_name="/undo")
+    return stats(times)
 
 
 def in_browser(url: str, clicks: int) -> dict | None:

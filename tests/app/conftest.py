@@ -14,7 +14,6 @@ pytest.importorskip("gradio_client")
 REPO = Path(__file__).resolve().parents[2]
 COFFEE = REPO / "assets" / "coffee.jpg"
 CHELSEA = REPO / "assets" / "chelsea.jpg"
-ARTIFACTS = REPO / "test-artifacts"
 
 
 def free_port() -> int:
@@ -47,7 +46,6 @@ def client(app_url):
 
 @pytest.fixture
 def page(browser):
-    ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     pg = context.new_page()
     yield pg

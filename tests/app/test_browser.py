@@ -12,7 +12,6 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 COFFEE = REPO / "assets" / "coffee.jpg"
-ARTIFACTS = REPO / "test-artifacts"
 
 
 def _expect():
@@ -55,7 +54,7 @@ def _click_canvas(page, fx, fy):
     img.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
 
 
-def test_automatic_then_clicks_superpixel(app_url, page):
+def test_automatic_then_clicks_superpixel(app_url, page, artifacts):
     expect = _expect()
     _open(page, app_url)
     _upload(page, COFFEE)
@@ -63,7 +62,7 @@ def test_automatic_then_clicks_superpixel(app_url, page):
     page.click("#som-run")
     expect(page.locator("#som-status")).to_contain_text("automatic:", timeout=60_000)
     assert _table_rows(page) > 5
-    page.screenshot(path=str(ARTIFACTS / "app_automatic_superpixel.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app_automatic_superpixel.png"), full_page=True)
 
     page.click("#som-clear")
     expect(page.locator("#som-status")).to_contain_text("cleared")
@@ -74,10 +73,10 @@ def test_automatic_then_clicks_superpixel(app_url, page):
     page.click("#som-undo")
     expect(page.locator("#som-status")).to_contain_text("removed region 3")
     _expect_rows(page, 2)
-    page.screenshot(path=str(ARTIFACTS / "app_clicks_superpixel.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app_clicks_superpixel.png"), full_page=True)
 
 
-def test_default_mobile_sam_end_to_end(app_url, page):
+def test_default_mobile_sam_end_to_end(app_url, page, artifacts):
     """The default segmenter through the page: automatic marks, then a click answered from the cached embedding."""
     expect = _expect()
     _open(page, app_url)
@@ -87,7 +86,7 @@ def test_default_mobile_sam_end_to_end(app_url, page):
     expect(page.locator("#som-status")).to_contain_text("automatic:", timeout=240_000)
     expect(page.locator("#som-status")).to_contain_text("mobile-sam")
     assert _table_rows(page) >= 1
-    page.screenshot(path=str(ARTIFACTS / "app_automatic_mobile_sam.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app_automatic_mobile_sam.png"), full_page=True)
 
     page.click("#som-clear")
     expect(page.locator("#som-status")).to_contain_text("cleared")
@@ -96,7 +95,7 @@ def test_default_mobile_sam_end_to_end(app_url, page):
     _click_canvas(page, 0.8, 0.75)  # the spoon / saucer
     expect(page.locator("#som-status")).to_contain_text(re.compile("added region 2|nothing added"), timeout=60_000)
     assert _table_rows(page) >= 1
-    page.screenshot(path=str(ARTIFACTS / "app_clicks_mobile_sam.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app_clicks_mobile_sam.png"), full_page=True)
     # the downloads follow the clicks (they are written right after the picture is shown)
     rows = _table_rows(page)
     expect(page.locator("#som-dl-json")).to_be_enabled()
@@ -111,7 +110,7 @@ def test_default_mobile_sam_end_to_end(app_url, page):
     assert Image.open(info.value.path()).size == (600, 400)
 
 
-def test_bad_upload_shows_readable_error(app_url, page, tmp_path):
+def test_bad_upload_shows_readable_error(app_url, page, tmp_path, artifacts):
     fake = tmp_path / "notes.png"
     fake.write_text("plain text, not a picture\n")
     _open(page, app_url)
@@ -119,5 +118,5 @@ def test_bad_upload_shows_readable_error(app_url, page, tmp_path):
     toast = page.get_by_text(re.compile(r"notes\.png: not an image"))
     _expect()(toast.first).to_be_visible(timeout=30_000)
     assert "Traceback" not in page.content()
-    page.screenshot(path=str(ARTIFACTS / "app_bad_upload.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "app_bad_upload.png"), full_page=True)
     _upload(page, COFFEE)  # the app keeps serving this page

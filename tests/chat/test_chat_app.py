@@ -151,13 +151,6 @@ def test_no_secret_in_pages_or_api(apps):
 
 
 # ---------------------------------------------------------------- browser
-def _artifact(name: str) -> Path:
-    """Screenshots go where the toolbox tests put theirs (test-artifacts/, ignored by git)."""
-    folder = REPO / "test-artifacts"
-    folder.mkdir(exist_ok=True)
-    return folder / name
-
-
 class Page:
     """A fresh browser context on the app, recording every response body it receives."""
 
@@ -219,7 +212,7 @@ class Page:
 
 
 @pytest.mark.browser
-def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, expected_marks, tmp_path):
+def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, expected_marks, artifacts):
     app = apps["keyed"]
     ui = Page(browser, app.url)
     ui.wait_text("#som-endpoint-note", "test-model")
@@ -232,7 +225,7 @@ def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, e
     src = ui.page.locator("#som-chat-image img").get_attribute("src")
     assert_highlights_exactly(read_png(ui.page.request.get(src).body()), expected_marks, ["1", "3"])
     assert "where is the cat?" in chat_server.requests[-1].all_text.lower()
-    ui.page.screenshot(path=str(_artifact("chat.png")), full_page=True)
+    ui.page.screenshot(path=str(artifacts / "chat.png"), full_page=True)
 
     # mid-conversation: coarser marks, then a click on the image adds a region
     ui.page.get_by_label("3 wholes").check()
@@ -252,13 +245,13 @@ def test_browser_chat_highlights_the_named_regions(apps, chat_server, browser, e
     ui.wait_text("#som-chatbot", f"The new one is [{n3 + 1}].")
     assert ui.wait_mentions([str(n3 + 1)]) == [str(n3 + 1)]
     assert REMARK_NOTE in json.dumps(chat_server.requests[-1].body["messages"])
-    ui.page.screenshot(path=str(_artifact("chat-after-click.png")), full_page=True)
+    ui.page.screenshot(path=str(artifacts / "chat-after-click.png"), full_page=True)
     ui.assert_no_secret(API_KEY)
     ui.ctx.close()
 
 
 @pytest.mark.browser
-def test_browser_wrong_key_is_a_readable_message(apps, chat_server, browser, tmp_path):
+def test_browser_wrong_key_is_a_readable_message(apps, chat_server, browser, artifacts):
     app = apps["keyed"]
     ui = Page(browser, app.url)
     ui.upload(PHOTO)
@@ -269,13 +262,13 @@ def test_browser_wrong_key_is_a_readable_message(apps, chat_server, browser, tmp
     chat = ui.text("#som-chatbot")
     assert "Traceback" not in chat and WRONG_KEY not in chat
     assert ui.mention_labels() == []
-    ui.page.screenshot(path=str(_artifact("chat-401.png")), full_page=True)
+    ui.page.screenshot(path=str(artifacts / "chat-401.png"), full_page=True)
     ui.assert_no_secret(API_KEY, WRONG_KEY)
     ui.ctx.close()
 
 
 @pytest.mark.browser
-def test_browser_without_key_explains_how_to_set_one(apps, browser, tmp_path):
+def test_browser_without_key_explains_how_to_set_one(apps, browser, artifacts):
     ui = Page(browser, apps["keyless"].url)
     ui.wait_text("#som-endpoint-note", "No API key is set")
     note = ui.text("#som-endpoint-note")
@@ -285,7 +278,7 @@ def test_browser_without_key_explains_how_to_set_one(apps, browser, tmp_path):
     ui.wait_text("#som-chatbot", "No API key is set")
     assert "OPENAI_API_KEY" in ui.text("#som-chatbot")
     assert ui.page.locator("#som-api-key input").input_value() == ""
-    ui.page.screenshot(path=str(_artifact("chat-no-key.png")), full_page=True)
+    ui.page.screenshot(path=str(artifacts / "chat-no-key.png"), full_page=True)
     ui.ctx.close()
 
 

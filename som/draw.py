@@ -145,6 +145,11 @@ def _int_boxes(regions: Regions) -> np.ndarray:
     return masks_to_xyxy(regions.masks).astype(np.int64)
 
 
+def _u8(a: np.ndarray) -> np.ndarray:
+    """A bool array as uint8 0/1 without a copy where it is contiguous."""
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
 # ---------------------------------------------------------------- annotators
 class MaskAnnotator:
     """Fills each region with its colour at `alpha`; smaller regions paint on top
@@ -155,24 +160,28 @@ class MaskAnnotator:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)
 
-    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, regions: Regions, boxes: np.ndarray | None = None) -> np.ndarray:
+        """boxes: the regions' (N, 4) int tight boxes when the caller has them (else from the masks)."""
         scene = _check_scene(scene, regions)
         out = scene.copy()
         n = len(regions)
         if n == 0 or self.alpha == 0.0:
             return out
-        owner = np.full(regions.image_hw, -1, np.int32)
-        boxes = masks_to_xyxy(regions.masks).astype(np.int64)
+        boxes = _int_boxes(regions) if boxes is None else boxes
+        # 1 + index of the region shown, 0: none; uint8 (a LUT maps it to colours) up to 255 regions
+        owner = np.zeros(regions.image_hw, np.uint8 if n < 256 else np.int32)
         areas = _box_areas(regions.masks, boxes)
         for k in np.lexsort((np.arange(n), -areas)):  # largest first, smaller ones overwrite
             x1, y1, x2, y2 = boxes[k]
-            crop = owner[y1:y2, x1:x2]
-            crop[regions.masks[k, y1:y2, x1:x2]] = k
-        sel = owner >= 0
-        palette = np.array(_colors(regions), np.uint8)
-        overlay = palette[np.maximum(owner, 0)]
-        blend = cv2.addWeighted(out, 1.0 - self.alpha, overlay, self.alpha, 0.0)
-        np.copyto(out, blend, where=sel[..., None])
+            np.copyto(owner[y1:y2, x1:x2], owner.dtype.type(k + 1), where=regions.masks[k, y1:y2, x1:x2])
+        palette = np.zeros((256 if n < 256 else n + 1, 3), np.uint8)
+        palette[1 : n + 1] = _colors(regions)
+        if n < 256:
+            overlay = cv2.LUT(cv2.cvtColor(owner, cv2.COLOR_GRAY2RGB), palette[None])
+        else:
+            overlay = np.take(palette, owner, axis=0)
+        blend = cv2.addWeighted(scene, 1.0 - self.alpha, overlay, self.alpha, 0.0)
+        cv2.copyTo(blend, _u8(owner > 0), out)
         return out
 
 
@@ -182,14 +191,16 @@ class ContourAnnotator:
     def __init__(self, thickness: int | None = None):
         self.thickness = thickness
 
-    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+    def annotate(self, scene: np.ndarray, regions: Regions, boxes: np.ndarray | None = None) -> np.ndarray:
+        """boxes: the regions' (N, 4) int tight boxes when the caller has them (else from the masks)."""
         scene = _check_scene(scene, regions)
         out = np.ascontiguousarray(scene.copy())
         t = self.thickness or contour_px_for(*regions.image_hw)
-        for k, (color, (x1, y1, x2, y2)) in enumerate(zip(_colors(regions), _int_boxes(regions))):
+        boxes = _int_boxes(regions) if boxes is None else boxes
+        for k, (color, (x1, y1, x2, y2)) in enumerate(zip(_colors(regions), boxes)):
             if x2 <= x1:
                 continue
-            crop = np.pad(regions.masks[k, y1:y2, x1:x2], 1).astype(np.uint8)
+            crop = cv2.copyMakeBorder(_u8(regions.masks[k, y1:y2, x1:x2]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
             contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(out, contours, -1, color, t, lineType=cv2.LINE_8, offset=(int(x1) - 1, int(y1) - 1))
         return out
@@ -276,11 +287,13 @@ def draw_marks(image: np.ndarray, regions: Regions, style: MarkStyle = MarkStyle
             "draw_marks with mark=True needs labelled regions (labels, label_xyxy); "
             "run som.layout.place_labels(regions) first or pass MarkStyle(mark=False)"
         )
-    out = out.copy()
+    if not (style.mask or style.contour or style.box or style.mark):
+        return out.copy()
+    boxes = _int_boxes(regions) if style.mask or style.contour else None
     if style.mask:
-        out = MaskAnnotator(style.alpha).annotate(out, regions)
+        out = MaskAnnotator(style.alpha).annotate(out, regions, boxes)
     if style.contour:
-        out = ContourAnnotator(style.contour_px).annotate(out, regions)
+        out = ContourAnnotator(style.contour_px).annotate(out, regions, boxes)
     if style.box:
         out = BoxAnnotator(style.contour_px).annotate(out, regions)
     if style.mark:

@@ -11,13 +11,14 @@ into rings around their parts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from som.regions import Regions
 from som.segmenters.base import Granularity, ProgressFn
+from som.segmenters.upsample import masks_to_boxes
 
 
 @dataclass(frozen=True)
@@ -80,37 +81,25 @@ def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> to
     return inter.float() / union.clamp(min=1).float()
 
 
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """(K, h, w) bool -> (K, 4) float xyxy (exclusive max); empty masks give zeros."""
-    k, h, w = masks.shape
-    if k == 0:
-        return torch.zeros((0, 4), device=masks.device)
-    rows, cols = masks.any(2), masks.any(1)
-    ar_h = torch.arange(h, device=masks.device)
-    ar_w = torch.arange(w, device=masks.device)
-    y2 = torch.where(rows, ar_h, -1).amax(1) + 1
-    y1 = torch.where(rows, ar_h, h).amin(1)
-    x2 = torch.where(cols, ar_w, -1).amax(1) + 1
-    x1 = torch.where(cols, ar_w, w).amin(1)
-    boxes = torch.stack([x1, y1, x2, y2], 1).float()
-    return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 
-def select_near_partition(masks: torch.Tensor, order: torch.Tensor, max_overlap_frac: float) -> list[int]:
+def select_near_partition(bits: np.ndarray, order: np.ndarray, max_overlap_frac: float) -> list[int]:
     """Greedy: walk `order`, keep a mask unless > max_overlap_frac of it is already covered.
 
-    masks: (K, h, w) bool (low resolution is enough). Returns kept indices in walk order.
+    bits: (K, n) uint8 bit-packed masks (`np.packbits` of the low-res masks, one row each).
+    Returns kept indices in walk order.
     """
-    if masks.shape[0] == 0:
+    if len(bits) == 0:
         return []
-    covered = torch.zeros_like(masks[0])
-    areas = masks.flatten(1).sum(1)
+    areas = _POPCOUNT[bits].sum(1, dtype=np.int64)
+    covered = np.zeros(bits.shape[1], np.uint8)
     kept: list[int] = []
-    for i in order.tolist():
-        overlap = (masks[i] & covered).sum()
+    for i in order:
+        overlap = int(_POPCOUNT[bits[i] & covered].sum(dtype=np.int64))
         if overlap <= max_overlap_frac * areas[i]:
-            kept.append(i)
-            covered |= masks[i]
+            kept.append(int(i))
+            covered |= bits[i]
     return kept
 
 
@@ -130,12 +119,25 @@ class Candidates:
 
     logits: (K, low_h, low_w) float16 decoder logits over the image part of the 256x256 frame.
     scores: (K,) predicted IoU; mask_index: (K,) which of SAM's three outputs (0 sub-part .. 2 whole).
+    Derived once per image, since every granularity level needs them: areas (K,) int32 and
+    boxes (K, 4) float xyxy of the low-res masks (on the device), and bits: the low-res masks
+    bit-packed on the host, (K, ceil(low_h * low_w / 8)) uint8, for the greedy selection.
     """
 
     logits: torch.Tensor
     scores: torch.Tensor
     mask_index: torch.Tensor
     prompts: int = 0  # how many prompts were decoded to find them
+    mask_threshold: float = 0.0  # logit above which a pixel is in the mask (SAM's model.mask_threshold)
+    areas: torch.Tensor = field(init=False)
+    boxes: torch.Tensor = field(init=False)
+    bits: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        masks = self.logits > self.mask_threshold
+        self.areas = masks.flatten(1).sum(1, dtype=torch.int32)  # an int32 sum: a bool sum is 6x slower
+        self.boxes = masks_to_boxes(masks)
+        self.bits = np.packbits(masks.flatten(1).cpu().numpy(), axis=1)
 
 
 def _spread_order(n: int) -> np.ndarray:
@@ -200,7 +202,10 @@ class _Collector:
         return ~self.covered.cpu()[ys, xs]
 
     def candidates(self) -> Candidates:
-        return Candidates(torch.cat(self.logits), torch.cat(self.scores), torch.cat(self.index), self.decoded)
+        return Candidates(
+            torch.cat(self.logits), torch.cat(self.scores), torch.cat(self.index), self.decoded,
+            self.seg.model.mask_threshold,
+        )
 
 
 @torch.no_grad()
@@ -244,24 +249,20 @@ def select(seg, emb, cands: Candidates, gran: Granularity, opts: AmgOptions) -> 
     from torchvision.ops import batched_nms
 
     low_h, low_w = cands.logits.shape[1:]
-    picks = torch.isin(cands.mask_index, torch.tensor(gran.mask_indices, device=cands.mask_index.device))
-    logits, scores = cands.logits[picks].float(), cands.scores[picks]
-    low_masks = logits > seg.model.mask_threshold
-    areas = low_masks.flatten(1).sum(1)
-    frac = areas.float() / float(low_h * low_w)
-    ok = (frac >= gran.min_area_frac) & (frac <= gran.max_area_frac)
-    logits, scores, low_masks, areas = logits[ok], scores[ok], low_masks[ok], areas[ok]
-
-    boxes = masks_to_boxes(low_masks)
-    keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), opts.box_nms_thresh)
-    logits, scores, low_masks, areas = logits[keep], scores[keep], low_masks[keep], areas[keep]
-
-    chosen = select_near_partition(low_masks, preference_order(gran, areas, scores), opts.max_overlap_frac)
-    chosen_t = torch.tensor(chosen, dtype=torch.int64, device=logits.device)
-    logits, scores = logits[chosen_t], scores[chosen_t]
+    dev = cands.scores.device
+    frac = cands.areas.float() / float(low_h * low_w)
+    ok = torch.isin(cands.mask_index, torch.tensor(gran.mask_indices, device=dev))
+    ok &= (frac >= gran.min_area_frac) & (frac <= gran.max_area_frac)
+    idx = torch.nonzero(ok).flatten()
+    keep = batched_nms(cands.boxes[idx], cands.scores[idx], torch.zeros_like(idx), opts.box_nms_thresh)
+    idx = idx[keep]
+    order = preference_order(gran, cands.areas[idx], cands.scores[idx]).cpu().numpy()
+    chosen = select_near_partition(cands.bits[idx.cpu().numpy()], order, opts.max_overlap_frac)
+    idx = idx[torch.tensor(chosen, dtype=torch.int64, device=dev)]
+    logits, scores = cands.logits[idx], cands.scores[idx]
 
     # back to the 256x256 frame SAM's resize expects, then upsample only the survivors
     padded = torch.full((len(logits), 256, 256), -1e4, device=logits.device)
     padded[:, :low_h, :low_w] = logits
-    masks = seg.upsample(emb, padded).cpu().numpy()
-    return Regions.from_masks(masks, scores=scores.cpu().numpy())
+    masks, boxes = seg.masks(emb, padded)
+    return Regions(masks=masks, xyxy=boxes, scores=scores.cpu().numpy())

@@ -20,6 +20,7 @@ from som.regions import Regions
 from som.segmenters.amg import AmgOptions, Candidates, decode_grid, select
 from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
 from som.segmenters.fast_decoder import FastMaskDecoder, ImageSide
+from som.segmenters.upsample import Upsampler
 
 
 @functools.cache
@@ -166,12 +167,12 @@ class SamSegmenter:
             return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def upsample(self, emb: Embedding, logits: torch.Tensor) -> torch.Tensor:
-        """(K, 256, 256) low-res logits -> (K, H, W) bool masks in original pixels (SAM's own resize)."""
-        if logits.shape[0] == 0:
-            return torch.zeros((0, *emb.original_hw), dtype=torch.bool)
-        full = self.model.postprocess_masks(logits[:, None].float(), emb.input_hw, emb.original_hw)[:, 0]
-        return full > self.model.mask_threshold
+    def masks(self, emb: Embedding, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 256, 256) low-res logits -> (K, H, W) bool masks in original pixels and their
+        (K, 4) int64 tight boxes. Same as SAM's `postprocess_masks` then threshold, computed
+        only inside each mask's box (som.segmenters.upsample)."""
+        up = Upsampler.for_geometry(emb.input_hw, emb.original_hw, str(self.device))
+        return up.masks(logits, self.model.mask_threshold)
 
     # ---- public API ---------------------------------------------------
     def segment_prompts(
@@ -200,8 +201,8 @@ class SamSegmenter:
         single_click = box is None and pts is not None and pts.shape[1] == 1
         logits, iou = self.decode(emb, pts, lbl, box, multimask=single_click)
         best = int(iou[0].argmax())
-        masks = self.upsample(emb, logits[0, best : best + 1]).cpu().numpy()
-        return Regions.from_masks(masks, scores=iou[0, best : best + 1].float().cpu().numpy())
+        masks, boxes = self.masks(emb, logits[0, best : best + 1])
+        return Regions(masks=masks, xyxy=boxes, scores=iou[0, best : best + 1].float().cpu().numpy())
 
     def segment_everything(
         self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None

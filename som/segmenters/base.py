@@ -81,7 +81,8 @@ def image_key(image: np.ndarray) -> str:
     """Content hash of an image, for per-image caches (embeddings, superpixels)."""
     import hashlib
 
-    return hashlib.blake2b(image.tobytes(), digest_size=16, key=str(image.shape).encode()).hexdigest()
+    data = memoryview(np.ascontiguousarray(image)).cast("B")  # no copy for a contiguous image
+    return hashlib.blake2b(data, digest_size=16, key=f"{image.shape}{image.dtype}".encode()).hexdigest()
 
 
 def resolve_device(device: str = "auto") -> str:

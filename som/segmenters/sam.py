@@ -100,9 +100,9 @@ class SamSegmenter:
 
     # ---- embedding ----------------------------------------------------
     @torch.no_grad()
-    def embed(self, image: np.ndarray) -> Embedding:
-        """(H, W, 3) uint8 RGB -> cached Embedding."""
-        key = image_key(image)
+    def embed(self, image: np.ndarray, key: str | None = None) -> Embedding:
+        """(H, W, 3) uint8 RGB -> cached Embedding. key: image_key(image) if the caller has it."""
+        key = key or image_key(image)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -207,8 +207,9 @@ class SamSegmenter:
     def segment_everything(
         self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None
     ) -> Regions:
-        emb = self.embed(image)
-        key = (image_key(image), self.amg)
+        ikey = image_key(image)
+        emb = self.embed(image, ikey)
+        key = (ikey, self.amg)
         cands = self._candidates.get(key)
         if cands is None:
             cands = decode_grid(self, emb, self.amg, progress=progress)

@@ -197,3 +197,16 @@ def test_greedy_selection_on_packed_masks_matches_the_definition():
             want.append(int(i))
             covered |= masks[i]
     assert got == want and 3 < len(got) < 30
+
+
+def test_objects_level_prefers_the_whole_on_near_ties_but_not_over_a_clearly_better_part():
+    from som.segmenters.amg import preference_order
+    from som.segmenters.base import granularity
+
+    areas = torch.tensor([400, 4000, 300])  # a shirt, the whole person, a small well-scored object
+    scores = torch.tensor([0.95, 0.93, 0.99])
+    # person before shirt: ln(4000 / 400) * 0.01 = 0.023 outweighs the 0.02 score gap;
+    # the small object's 0.06 lead over the person outweighs its 13x smaller area (0.026)
+    assert preference_order(granularity("objects"), areas, scores).tolist() == [2, 1, 0]
+    assert preference_order(granularity("parts"), areas, scores).tolist() == [2, 0, 1]
+    assert preference_order(granularity("wholes"), areas, scores).tolist() == [1, 0, 2]

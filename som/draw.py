@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from som.layout import LABEL_MODES, _box_areas, _ink_bbox, label_box_size, label_font, label_index
+from som.refine import _pad1, _u8
 from som.regions import Regions, masks_to_xyxy
 
 __all__ = [
@@ -145,11 +146,6 @@ def _int_boxes(regions: Regions) -> np.ndarray:
     return masks_to_xyxy(regions.masks).astype(np.int64)
 
 
-def _u8(a: np.ndarray) -> np.ndarray:
-    """A bool array as uint8 0/1 without a copy where it is contiguous."""
-    return np.ascontiguousarray(a).view(np.uint8)
-
-
 # ---------------------------------------------------------------- annotators
 class MaskAnnotator:
     """Fills each region with its colour at `alpha`; smaller regions paint on top
@@ -200,7 +196,7 @@ class ContourAnnotator:
         for k, (color, (x1, y1, x2, y2)) in enumerate(zip(_colors(regions), boxes)):
             if x2 <= x1:
                 continue
-            crop = cv2.copyMakeBorder(_u8(regions.masks[k, y1:y2, x1:x2]), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+            crop = _pad1(regions.masks[k, y1:y2, x1:x2], 0)
             contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(out, contours, -1, color, t, lineType=cv2.LINE_8, offset=(int(x1) - 1, int(y1) - 1))
         return out

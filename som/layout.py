@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from PIL import ImageFont
 
+from som.refine import _pad1, _u8, deoverlap
 from som.regions import Regions, masks_to_xyxy
 
 __all__ = [
@@ -149,8 +150,6 @@ def _disjoint(masks: np.ndarray, boxes: np.ndarray, areas: np.ndarray) -> bool:
 
 def _visible_masks(masks: np.ndarray, boxes: np.ndarray, areas: np.ndarray) -> np.ndarray:
     """Pixels each region shows when drawn (smaller regions paint on top: the de-overlap rule)."""
-    from som.refine import deoverlap
-
     if len(masks) < 2 or _disjoint(masks, boxes, areas):
         return masks  # already disjoint (the usual case after refine)
     vis = deoverlap(masks)
@@ -163,10 +162,8 @@ def _score_crop(m: np.ndarray) -> np.ndarray:
     """Rank of each pixel of a crop as label anchor: distance to the region border,
     minus < 0.5 px for distance to the centroid (breaks ties along ridges). -inf outside.
     The distance uses OpenCV's 5x5 mask: within ~2% of Euclidean, 2.6x faster than exact."""
-    u8 = np.ascontiguousarray(m).view(np.uint8)
-    p = cv2.copyMakeBorder(u8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    dt = cv2.distanceTransform(p, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
-    mom = cv2.moments(u8, binaryImage=True)
+    dt = cv2.distanceTransform(_pad1(m, 0), cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+    mom = cv2.moments(_u8(m), binaryImage=True)
     cy, cx = mom["m01"] / mom["m00"], mom["m10"] / mom["m00"]
     yy = (np.arange(m.shape[0], dtype=np.float32) - np.float32(cy)) ** 2
     xx = (np.arange(m.shape[1], dtype=np.float32) - np.float32(cx)) ** 2

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from som.refine import RefineOptions, deoverlap, order_regions, refine
+from som.refine import RefineOptions, clean_masks, deoverlap, order_regions, refine
 from som.regions import Regions, masks_to_xyxy
 
 
@@ -136,6 +136,55 @@ def test_refine_removes_small_islands_keeps_largest():
     dots = rect(h, w, 0, 0, 2, 2) | rect(h, w, 10, 10, 13, 13)
     r = refine(Regions.from_masks(dots[None]), RefineOptions(min_area_px=1))
     assert r.masks[0].sum() == 9
+
+
+def _clean_by_labelling(m, max_hole, max_island):
+    """clean_masks' rule written directly with scipy's labelling (the reference)."""
+    from scipy import ndimage
+
+    bg, n = ndimage.label(~m)  # 4-connected background
+    edge = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    area = np.bincount(bg.ravel(), minlength=n + 1)
+    hole = (area < max_hole) & ~np.isin(np.arange(n + 1), edge)
+    hole[0] = False
+    m = m | hole[bg]
+    fg, n = ndimage.label(m, structure=np.ones((3, 3)))  # 8-connected pieces
+    if n <= 1:
+        return m
+    area = np.bincount(fg.ravel(), minlength=n + 1)
+    keep = area >= max_island
+    keep[1 + np.argmax(area[1:])] = True
+    keep[0] = False
+    return keep[fg]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_clean_masks_matches_labelling_reference(seed):
+    """Cleaning skips masks whose borders show one piece and no hole, and counts pieces with
+    16-bit labels: neither may change a pixel (speckled blobs with nested holes and islands)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.random((90, 120)).astype(np.float32), (0, 0), 2.0 + seed % 3)
+    masks = np.stack([noise > q for q in np.quantile(noise, [0.3, 0.5, 0.7, 0.9])])
+    masks[0] &= rng.random(masks[0].shape) > 0.02  # single-pixel holes
+    masks[1, 0:3, 0:3] = True  # a piece in the image corner
+    got = clean_masks(masks, max_hole_px=25, max_island_px=25)
+    for m, g in zip(masks, got):
+        assert np.array_equal(g, _clean_by_labelling(m, 25, 25))
+
+
+def test_clean_masks_with_more_pieces_than_16_bit_labels():
+    """87,500 one-pixel islands and 89,401 one-pixel holes (beyond 16-bit labels) all go."""
+    h = w = 600
+    specks = np.zeros((h, w), bool)
+    specks[::2, ::2] = True  # 300 * 300 pixels, 8-separated
+    specks[500:, 500:] = True  # the largest piece stays (a gap row and column around it)
+    pitted = np.ones((h, w), bool)
+    pitted[1:-1:2, 1:-1:2] = False  # 299 * 299 one-pixel holes
+    cleaned = clean_masks(np.stack([specks, pitted]), max_hole_px=2, max_island_px=2)
+    assert cleaned[0].sum() == 100 * 100 and cleaned[0][500:, 500:].all()
+    assert cleaned[1].all()
 
 
 def test_refine_removes_islands_cut_off_by_smaller_regions():

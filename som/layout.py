@@ -35,6 +35,7 @@ from PIL import ImageFont
 
 from som.refine import _pad1, _u8, deoverlap
 from som.regions import Regions, masks_to_xyxy
+from som.threads import map_ordered
 
 __all__ = [
     "LABEL_MODES",
@@ -268,6 +269,8 @@ def place_labels(regions: Regions, mode: str = "number", font_px: int | None = N
         boxes = masks_to_xyxy(vis).astype(np.int64)
     vis_areas = _box_areas(vis, boxes)
 
+    # scores do not depend on placement: computed for all regions at once (on threads)
+    scores = map_ordered(lambda k: _score_crop(vis[k, boxes[k, 1] : boxes[k, 3], boxes[k, 0] : boxes[k, 2]]), range(n))
     placed: list[tuple[int, int, int, int]] = []
     for k in np.lexsort((np.arange(n), vis_areas)):  # smallest first, ties by index
         bw, bh = label_box_size(labels[k], font_px)
@@ -276,7 +279,7 @@ def place_labels(regions: Regions, mode: str = "number", font_px: int | None = N
                 f"label box {bw}x{bh} px does not fit the {w}x{h} image; pass a smaller font_px"
             )
         x1, y1, x2, y2 = boxes[k]
-        score = _score_crop(vis[k, y1:y2, x1:x2])
+        score = scores[k]
         got = _place_inside(score, int(x1), int(y1), bw, bh, h, w, placed)
         if got is None:
             r, c = divmod(int(np.argmax(score)), score.shape[1])

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from som.regions import Regions, masks_to_xyxy
+from som.threads import map_ordered
 
 __all__ = ["RefineOptions", "refine", "deoverlap", "clean_masks", "order_regions"]
 
@@ -171,19 +172,26 @@ def _holes_crop(m: np.ndarray, max_hole: int) -> np.ndarray:
     return small[lab[1:-1, 1:-1]]
 
 
+def _clean_crop(c: np.ndarray, max_hole_px: int, max_island_px: int) -> np.ndarray:
+    """Fill small holes, then remove small islands, of one crop."""
+    if max_hole_px > 0:
+        c = c | _holes_crop(c, max_hole_px)
+    if max_island_px > 0:
+        c = _remove_islands_crop(c, max_island_px)
+    return c
+
+
 def _clean_crops(boxes, crops, max_hole_px: int, max_island_px: int, only=None):
-    """Fill small holes, then remove small islands, of each crop on its own.
+    """Fill small holes, then remove small islands, of each crop on its own (on threads).
 
     only: optional bool (N,) of the crops to visit (the others are known to be clean)."""
     boxes = boxes.copy()
     crops = list(crops)
-    for k, c in enumerate(crops):
-        if c.size == 0 or (max_hole_px <= 0 and max_island_px <= 0) or (only is not None and not only[k]):
-            continue
-        if max_hole_px > 0:
-            c = c | _holes_crop(c, max_hole_px)
-        if max_island_px > 0:
-            c = _remove_islands_crop(c, max_island_px)
+    if max_hole_px <= 0 and max_island_px <= 0:
+        return boxes, crops
+    visit = [k for k, c in enumerate(crops) if c.size and (only is None or only[k])]
+    cleaned = map_ordered(lambda k: _clean_crop(crops[k], max_hole_px, max_island_px), visit)
+    for k, c in zip(visit, cleaned):
         boxes[k], crops[k] = _tighten(boxes[k], c)
     return boxes, crops
 

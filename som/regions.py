@@ -17,20 +17,16 @@ import numpy as np
 
 def masks_to_xyxy(masks: np.ndarray) -> np.ndarray:
     """(N, H, W) bool -> (N, 4) float32 tight boxes, x2/y2 exclusive. Empty mask -> zeros."""
-    n = masks.shape[0]
+    n, h, w = masks.shape
     out = np.zeros((n, 4), np.float32)
     if n == 0:
         return out
-    rows = masks.any(axis=2)  # (N, H)
-    cols = masks.any(axis=1)  # (N, W)
-    has = rows.any(axis=1)
-    h, w = masks.shape[1:]
+    rows = masks.any(axis=2)  # (N, H): one pass over the stack
     y1 = rows.argmax(axis=1)
     y2 = h - rows[:, ::-1].argmax(axis=1)
-    x1 = cols.argmax(axis=1)
-    x2 = w - cols[:, ::-1].argmax(axis=1)
-    out[:] = np.stack([x1, y1, x2, y2], axis=1)
-    out[~has] = 0
+    for k in np.flatnonzero(rows.any(axis=1)):
+        cols = masks[k, y1[k] : y2[k]].any(axis=0)  # columns only within the mask's rows
+        out[k] = (cols.argmax(), y1[k], w - cols[::-1].argmax(), y2[k])
     return out
 
 

@@ -89,3 +89,17 @@ def test_resized_keeps_regions_disjoint_and_anchors_inside():
     for k, (x, y) in enumerate(big.anchors_xy):
         assert big.masks[k, y, x]
     assert np.allclose(big.areas, r.areas * 9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_masks_to_xyxy_is_the_tight_box_of_each_mask(seed):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((6, 37, 53), bool)
+    for m in masks[:-1]:  # the last stays empty
+        y, x = rng.integers(0, 37), rng.integers(0, 53)
+        m[y : y + rng.integers(1, 20), x : x + rng.integers(1, 30)] = True
+        m[rng.integers(0, 37), rng.integers(0, 53)] = True  # a stray pixel anywhere
+    want = [[0, 0, 0, 0] if not m.any() else
+            [np.nonzero(m.any(0))[0][0], np.nonzero(m.any(1))[0][0], np.nonzero(m.any(0))[0][-1] + 1, np.nonzero(m.any(1))[0][-1] + 1]
+            for m in masks]
+    assert masks_to_xyxy(masks).tolist() == want

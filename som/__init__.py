@@ -15,6 +15,7 @@ _LAZY = {
     "load_image": "som.imageio",
     "ImageError": "som.imageio",
     "mark": "som.pipeline",
+    "mark_many": "som.pipeline",
     "mark_regions": "som.pipeline",
     "MarkResult": "som.pipeline",
     "MarkStyle": "som.draw",

@@ -85,13 +85,29 @@ def output_names(paths: list[Path]) -> list[str]:
     return [p.stem if stems.count(p.stem) == 1 else p.name for p in paths]
 
 
+def _reason(path: Path, error: Exception) -> str:
+    """One line saying why an image was skipped; errors that are bugs, not bad input, propagate."""
+    from som.imageio import ImageError
+
+    if isinstance(error, ImageError):  # its message starts with the file name
+        return str(error)
+    if isinstance(error, ValueError):
+        return f"{path}: {error}"
+    if isinstance(error, MemoryError):
+        return f"{path}: out of memory; try a smaller --max-side"
+    if isinstance(error, RuntimeError):  # torch errors (e.g. CUDA out of memory) arrive as RuntimeError
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"{path}: {first}"
+    raise error
+
+
 def cmd_mark(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from som.imageio import ImageError, list_images
+    from som.imageio import list_images
     from som.marksfile import write_marks
-    from som.pipeline import cached_segmenter, mark
+    from som.pipeline import cached_segmenter, mark_many
 
     try:
         kwargs = marking_kwargs(args)
@@ -107,30 +123,23 @@ def cmd_mark(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     written, failed = 0, []
-    bar = tqdm(paths, unit="img", disable=args.quiet or len(paths) < 2, file=sys.stderr)
-    for path, name in zip(bar, output_names(paths)):
+    names = dict(zip(paths, output_names(paths)))
+    bar = tqdm(total=len(paths), unit="img", disable=args.quiet or len(paths) < 2, file=sys.stderr)
+    # pipelined: the next image is segmented while this one is refined, laid out and drawn
+    for path, result in mark_many(paths, **kwargs):
+        bar.update()
         bar.set_postfix_str(path.name)
-        try:
-            result = mark(path, **kwargs)
-            png = out_dir / f"{name}.marked.png"
-            Image.fromarray(result.image).save(png)
-            write_marks(out_dir / f"{name}.marks.json", result.regions, result.settings, image_file=path.name)
-            written += 1
-            if not args.quiet:
-                tqdm.write(f"{path} -> {png} ({len(result.regions)} marks)", file=sys.stdout)
-        except ImageError as e:  # its message starts with the file name
+        if isinstance(result, Exception):
             failed.append(path)
-            tqdm.write(f"som: skipped {e}", file=sys.stderr)
-        except ValueError as e:
-            failed.append(path)
-            tqdm.write(f"som: skipped {path}: {e}", file=sys.stderr)
-        except MemoryError:
-            failed.append(path)
-            tqdm.write(f"som: skipped {path}: out of memory; try a smaller --max-side", file=sys.stderr)
-        except RuntimeError as e:  # torch errors (e.g. CUDA out of memory) arrive as RuntimeError
-            failed.append(path)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            tqdm.write(f"som: skipped {path}: {first}", file=sys.stderr)
+            tqdm.write(f"som: skipped {_reason(path, result)}", file=sys.stderr)
+            continue
+        png = out_dir / f"{names[path]}.marked.png"
+        Image.fromarray(result.image).save(png)
+        write_marks(out_dir / f"{names[path]}.marks.json", result.regions, result.settings, image_file=path.name)
+        written += 1
+        if not args.quiet:
+            tqdm.write(f"{path} -> {png} ({len(result.regions)} marks)", file=sys.stdout)
+    bar.close()
     summary = f"wrote {written} marked image(s) to {out_dir}"
     if failed:
         summary += f"; skipped {len(failed)}: " + ", ".join(p.name for p in failed)

@@ -1,7 +1,7 @@
 """The marking pipeline: image -> segment -> refine -> layout -> draw.
 
-`mark` is the whole automatic path; `mark_regions` marks regions you already
-have (interactive clicks, ground-truth masks). Both return a `MarkResult`
+`mark` is the whole automatic path (`mark_many` pipelines it over many images);
+`mark_regions` marks regions you already have (interactive clicks, ground-truth masks). Both return a `MarkResult`
 whose numbers in the picture, in `regions.labels` and in the marks JSON name
 the same regions.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +65,74 @@ def _finish(
     return MarkResult(marked, regions, source, style, settings, timings)
 
 
+@dataclass
+class _Segmented:
+    """What `mark` has after segmentation, before refine/layout/draw (the host-side stages)."""
+
+    source: np.ndarray
+    candidates: Regions
+    style: MarkStyle
+    refine_options: RefineOptions
+    settings: dict[str, Any]
+    timings: dict[str, float]
+
+
+def _load(image: ImageLike) -> np.ndarray:
+    source = load_image(image)
+    _check_size(source)
+    return source
+
+
+def _segment(
+    source: np.ndarray,
+    seg: Segmenter,
+    gran_level: int | str,
+    style: MarkStyle,
+    refine_options: RefineOptions,
+    max_side_px: int,
+    progress: ProgressFn | None,
+) -> _Segmented:
+    gran = granularity(gran_level)
+    h, w = source.shape[:2]
+    wh, ww = working_size(h, w, max_side_px)
+    work = resize_rgb(source, wh, ww)
+    t = time.perf_counter()
+    candidates = seg.segment_everything(work, gran.level, progress=progress)
+    timings = {"segment": time.perf_counter() - t}
+    settings = {
+        "segmenter": seg.name,
+        "device": getattr(seg, "device", "cpu"),
+        "granularity": {"level": gran.level, "name": gran.name},
+        "style": dataclasses.asdict(style),
+        "refine": dataclasses.asdict(refine_options),
+        "max_side_px": max_side_px,
+        "working_size": {"width": ww, "height": wh},
+        "candidates": len(candidates),
+    }
+    if hasattr(seg, "amg"):
+        settings["amg"] = dataclasses.asdict(seg.amg)
+    return _Segmented(source, candidates, style, refine_options, settings, timings)
+
+
+def _refine_and_draw(s: _Segmented) -> MarkResult:
+    t = time.perf_counter()
+    regions = refine(s.candidates, s.refine_options).resized(*s.source.shape[:2])
+    s.timings["refine"] = time.perf_counter() - t
+    return _finish(s.source, regions, s.style, s.settings, s.timings)
+
+
+def _segmenter(segmenter: str | Segmenter, device: str, checkpoint: str | None, timings: dict) -> Segmenter:
+    t = time.perf_counter()
+    seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
+    timings["load"] = time.perf_counter() - t
+    return seg
+
+
+def _check_max_side(max_side_px: int) -> None:
+    if max_side_px < MIN_SIDE_PX:
+        raise ValueError(f"max_side_px must be >= {MIN_SIDE_PX}, got {max_side_px}")
+
+
 def mark(
     image: ImageLike,
     *,
@@ -81,40 +150,62 @@ def mark(
     image: path, bytes, PIL image or (H, W, 3) RGB array. segmenter: a registered name
     (see `som segmenters`) or a built segmenter. granularity_level: 1 parts .. 3 wholes.
     Images larger than max_side_px are segmented at that size; masks and the picture
-    come back at the original size.
+    come back at the original size. For many images, `mark_many` keeps the model busy.
     """
-    source = load_image(image)
-    _check_size(source)
-    gran = granularity(granularity_level)
-    if max_side_px < MIN_SIDE_PX:
-        raise ValueError(f"max_side_px must be >= {MIN_SIDE_PX}, got {max_side_px}")
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
-    timings["load"] = time.perf_counter() - t
+    source = _load(image)  # a bad image or argument fails before the model loads
+    granularity(granularity_level)
+    _check_max_side(max_side_px)
+    load: dict[str, float] = {}
+    seg = _segmenter(segmenter, device, checkpoint, load)
+    s = _segment(source, seg, granularity_level, style, refine_options, max_side_px, progress)
+    s.timings.update(load)
+    return _refine_and_draw(s)
 
-    h, w = source.shape[:2]
-    wh, ww = working_size(h, w, max_side_px)
-    work = resize_rgb(source, wh, ww)
-    t = time.perf_counter()
-    candidates = seg.segment_everything(work, gran.level, progress=progress)
-    timings["segment"] = time.perf_counter() - t
-    t = time.perf_counter()
-    regions = refine(candidates, refine_options).resized(h, w)
-    timings["refine"] = time.perf_counter() - t
-    settings = {
-        "segmenter": seg.name,
-        "device": getattr(seg, "device", "cpu"),
-        "granularity": {"level": gran.level, "name": gran.name},
-        "style": dataclasses.asdict(style),
-        "refine": dataclasses.asdict(refine_options),
-        "max_side_px": max_side_px,
-        "working_size": {"width": ww, "height": wh},
-        "candidates": len(candidates),
-    }
-    if hasattr(seg, "amg"):
-        settings["amg"] = dataclasses.asdict(seg.amg)
-    return _finish(source, regions, style, settings, timings)
+
+def mark_many(
+    images: Iterable[ImageLike],
+    *,
+    segmenter: str | Segmenter = DEFAULT_SEGMENTER,
+    granularity_level: int | str = DEFAULT_LEVEL,
+    style: MarkStyle = MarkStyle(),
+    refine_options: RefineOptions = RefineOptions(),
+    max_side_px: int = DEFAULT_MAX_SIDE_PX,
+    device: str = "auto",
+    checkpoint: str | None = None,
+) -> Iterator[tuple[ImageLike, MarkResult | Exception]]:
+    """`mark` for many images, pipelined: while image i is refined, laid out and drawn (on the
+    host) image i+1 is segmented (on the model's device), so a GPU does not wait for the host.
+
+    Yields (image, result) in input order, the same results as `mark` one by one. An image that
+    fails yields (image, the exception) and the others go on (a batch skips a bad file);
+    argument mistakes raise before any image is read.
+    """
+    _check_max_side(max_side_px)
+    granularity(granularity_level)
+    load: dict[str, float] = {}
+    seg = _segmenter(segmenter, device, checkpoint, load)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="som-draw") as host:
+        pending: tuple[ImageLike, Future | Exception] | None = None
+        for image in images:
+            try:
+                segmented = _segment(_load(image), seg, granularity_level, style, refine_options, max_side_px, None)
+                job: Future | Exception = host.submit(_refine_and_draw, segmented)
+            except Exception as e:  # this image failed to load or segment; the batch goes on
+                job = e
+            if pending is not None:
+                yield _collect(*pending)
+            pending = image, job
+        if pending is not None:
+            yield _collect(*pending)
+
+
+def _collect(image: ImageLike, job: Future | Exception) -> tuple[ImageLike, MarkResult | Exception]:
+    if isinstance(job, Exception):
+        return image, job
+    try:
+        return image, job.result()
+    except Exception as e:
+        return image, e
 
 
 def mark_regions(

@@ -141,3 +141,34 @@ def test_mark_regions_rejects_wrong_size_and_overlap():
     masks[:, 10:100, 10:100] = True
     with pytest.raises(ValueError, match="overlap"):
         mark_regions(img, Regions.from_masks(masks), refine_options=None)
+
+
+@pytest.mark.slow
+def test_mark_many_gives_marks_results_in_order_and_skips_a_bad_image(coffee_result):
+    """Pipelined (image i drawn while i+1 is segmented): the same pictures and regions as `mark`
+    one by one, in input order; a bad image yields its error and the batch goes on."""
+    from som.imageio import ImageError
+    from som.pipeline import mark_many
+
+    chelsea = skimage.data.chelsea()
+    images = [skimage.data.coffee(), np.zeros((2, 2, 3), np.uint8), chelsea]
+    got = list(mark_many(images, segmenter="mobile-sam", device="cpu"))
+    assert [g[0] is im for g, im in zip(got, images)] == [True] * 3
+    first, bad, last = (g[1] for g in got)
+    assert np.array_equal(first.image, coffee_result.image)
+    assert np.array_equal(first.regions.masks, coffee_result.regions.masks)
+    assert isinstance(bad, ImageError)
+    one = mark(chelsea, segmenter="mobile-sam", device="cpu")
+    assert np.array_equal(last.image, one.image) and last.regions.labels == one.regions.labels
+    assert set(last.timings_s) >= {"segment", "refine", "layout", "draw"}
+
+
+def test_mark_many_checks_arguments_before_reading_images():
+    from som.pipeline import mark_many
+
+    def never():
+        raise AssertionError("no image may be read")
+        yield
+
+    with pytest.raises(ValueError, match="granularity|level"):
+        list(mark_many(never(), segmenter="superpixel", granularity_level=9))

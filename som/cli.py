@@ -127,8 +127,8 @@ def cmd_mark(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(paths), unit="img", disable=args.quiet or len(paths) < 2, file=sys.stderr)
     # pipelined: the next image is segmented while this one is refined, laid out and drawn
     for path, result in mark_many(paths, **kwargs):
+        bar.set_postfix_str(path.name, refresh=False)
         bar.update()
-        bar.set_postfix_str(path.name)
         if isinstance(result, Exception):
             failed.append(path)
             tqdm.write(f"som: skipped {_reason(path, result)}", file=sys.stderr)

@@ -182,8 +182,7 @@ def mark_many(
     """
     _check_max_side(max_side_px)
     granularity(granularity_level)
-    load: dict[str, float] = {}
-    seg = _segmenter(segmenter, device, checkpoint, load)
+    seg = _segmenter(segmenter, device, checkpoint, {})
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="som-draw") as host:
         pending: tuple[ImageLike, Future | Exception] | None = None
         for image in images:

@@ -91,6 +91,25 @@ def test_resized_keeps_regions_disjoint_and_anchors_inside():
     assert np.allclose(big.areas, r.areas * 9)
 
 
+@pytest.mark.parametrize("size_hw", [(60, 90), (7, 11), (19, 30), (200, 150), (41, 29)])
+def test_resized_masks_are_opencvs_nearest_resize(size_hw):
+    """resized works inside each mask's box only; the pixels must be OpenCV's INTER_NEAREST ones,
+    up and down, at integer and odd scales (random blobs and a pixel on the image corner)."""
+    import cv2
+
+    rng = np.random.default_rng(sum(size_hw))
+    masks = np.zeros((4, 20, 30), bool)
+    for m in masks[:3]:
+        y, x = rng.integers(0, 20), rng.integers(0, 30)
+        m[y : y + rng.integers(1, 12), x : x + rng.integers(1, 16)] = True
+        m &= rng.random(m.shape) > 0.2
+    masks[3, 19, 29] = True
+    out = Regions.from_masks(masks).resized(*size_hw)
+    h, w = size_hw
+    for m, got in zip(masks, out.masks):
+        assert np.array_equal(got, cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_masks_to_xyxy_is_the_tight_box_of_each_mask(seed):
     rng = np.random.default_rng(seed)

@@ -146,10 +146,14 @@ class Regions:
         # the new stack stays untouched zero pages (at 4000 x 3000 a full plane is 12 MB)
         ys, xs = _nearest_source(height, h0), _nearest_source(width, w0)
         masks = np.zeros((len(self), height, width), bool)
+        xyxy = np.zeros((len(self), 4), np.float32)  # tight boxes, from the crops (no pass over the stack)
         for k, (x1, y1, x2, y2) in enumerate(masks_to_xyxy(self.masks).astype(np.int64)):
             r0, r1 = np.searchsorted(ys, [y1, y2])  # output rows whose source row is in [y1, y2)
             c0, c1 = np.searchsorted(xs, [x1, x2])
-            masks[k, r0:r1, c0:c1] = self.masks[k][ys[r0:r1, None], xs[None, c0:c1]]
+            crop = self.masks[k][ys[r0:r1, None], xs[None, c0:c1]]
+            masks[k, r0:r1, c0:c1] = crop
+            if crop.any():
+                xyxy[k] = masks_to_xyxy(crop[None])[0] + np.array([c0, r0, c0, r0], np.float32)
         sx, sy = width / w0, height / h0
         anchors = None
         if self.anchors_xy is not None:
@@ -166,7 +170,7 @@ class Regions:
             label_xyxy = self.label_xyxy * np.array([sx, sy, sx, sy], np.float32)
         return Regions(
             masks=masks,
-            xyxy=masks_to_xyxy(masks),
+            xyxy=xyxy,
             scores=self.scores,
             labels=self.labels,
             anchors_xy=anchors,

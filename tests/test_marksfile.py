@@ -108,6 +108,7 @@ def test_resized_masks_are_opencvs_nearest_resize(size_hw):
     h, w = size_hw
     for m, got in zip(masks, out.masks):
         assert np.array_equal(got, cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+    assert np.array_equal(out.xyxy, masks_to_xyxy(out.masks)), "boxes are the resized masks' tight boxes"
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -121,16 +121,16 @@ def _refine_and_draw(s: _Segmented) -> MarkResult:
     return _finish(s.source, regions, s.style, s.settings, s.timings)
 
 
-def _segmenter(segmenter: str | Segmenter, device: str, checkpoint: str | None, timings: dict) -> Segmenter:
-    t = time.perf_counter()
-    seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
-    timings["load"] = time.perf_counter() - t
-    return seg
-
-
-def _check_max_side(max_side_px: int) -> None:
+def _setup(
+    segmenter: str | Segmenter, granularity_level: int | str, max_side_px: int, device: str, checkpoint: str | None
+) -> tuple[Segmenter, float]:
+    """Check the arguments, then build (or take) the segmenter: (segmenter, seconds that took)."""
+    granularity(granularity_level)
     if max_side_px < MIN_SIDE_PX:
         raise ValueError(f"max_side_px must be >= {MIN_SIDE_PX}, got {max_side_px}")
+    t = time.perf_counter()
+    seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
+    return seg, time.perf_counter() - t
 
 
 def mark(
@@ -153,12 +153,9 @@ def mark(
     come back at the original size. For many images, `mark_many` keeps the model busy.
     """
     source = _load(image)  # a bad image or argument fails before the model loads
-    granularity(granularity_level)
-    _check_max_side(max_side_px)
-    load: dict[str, float] = {}
-    seg = _segmenter(segmenter, device, checkpoint, load)
+    seg, load_s = _setup(segmenter, granularity_level, max_side_px, device, checkpoint)
     s = _segment(source, seg, granularity_level, style, refine_options, max_side_px, progress)
-    s.timings.update(load)
+    s.timings = {"load": load_s, **s.timings}
     return _refine_and_draw(s)
 
 
@@ -180,9 +177,7 @@ def mark_many(
     fails yields (image, the exception) and the others go on (a batch skips a bad file);
     argument mistakes raise before any image is read.
     """
-    _check_max_side(max_side_px)
-    granularity(granularity_level)
-    seg = _segmenter(segmenter, device, checkpoint, {})
+    seg, _ = _setup(segmenter, granularity_level, max_side_px, device, checkpoint)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="som-draw") as host:
         pending: tuple[ImageLike, Future | Exception] | None = None
         for image in images:

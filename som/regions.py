@@ -81,6 +81,19 @@ class Regions:
         return cls(masks=masks, xyxy=masks_to_xyxy(masks), scores=scores)
 
     @classmethod
+    def from_crops(
+        cls, boxes_xyxy: np.ndarray, crops: Sequence[np.ndarray], image_hw: tuple[int, int], **fields: Any
+    ) -> "Regions":
+        """Regions from masks given as crops: crop k is the bool mask inside integer box k
+        (x1, y1, x2, y2, exclusive), shape (y2 - y1, x2 - x1); `image_hw` is (H, W)."""
+        h, w = image_hw
+        boxes = np.asarray(boxes_xyxy, np.int64).reshape(-1, 4)
+        masks = np.zeros((len(boxes), h, w), bool)
+        for m, (x1, y1, x2, y2), c in zip(masks, boxes, crops):
+            m[y1:y2, x1:x2] = c
+        return cls(masks=masks, xyxy=masks_to_xyxy(masks), **fields)
+
+    @classmethod
     def empty(cls, height: int, width: int) -> "Regions":
         return cls(masks=np.zeros((0, height, width), bool), xyxy=np.zeros((0, 4), np.float32))
 
@@ -91,6 +104,14 @@ class Regions:
     @property
     def image_hw(self) -> tuple[int, int]:
         return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    def mask(self, k: int) -> np.ndarray:
+        """(H, W) bool full-frame mask of region k (made on request)."""
+        return self.masks[int(k)].copy()
+
+    def full_masks(self) -> np.ndarray:
+        """(N, H, W) bool full-frame masks (made on request: N x H x W bytes)."""
+        return self.masks.copy()
 
     @property
     def areas(self) -> np.ndarray:

@@ -9,8 +9,10 @@ labelme .json given in --images, e.g. the held-out VOC photos in labelme's sdist
 - "raw": the generator's overlapping output, generator against generator: the stock
   generator's masks; ours: every candidate passing the filters after box NMS
   (`som.segmenters.amg.overlapping`, computed after the timing);
-- final: the disjoint marks that `mark` returns (a partition at one granularity level can
-  hold an object or its parts, never both; the stock generator's marks are its masks refined).
+- final: the marks that `mark` returns, each measured by its full mask (nested by default: a
+  whole and its parts are both marks; the flat levels `ours-parts/-objects/-wholes` hold an
+  object or its parts, never both; the stock generator's marks are its masks refined flat).
+Per setting, "..._objects" pools all GT objects of all images (each object counts once).
 Also: images per second over a batch, and interactive clicks on a warm embedding.
 
     python benchmarks/amg.py                                  # everything, CPU or GPU
@@ -42,19 +44,24 @@ from som.pipeline import mark, mark_many
 from som.refine import refine
 from som.regions import Regions
 from som.segmenters.amg import AmgOptions, overlapping
-from som.segmenters.base import resolve_device
+from som.segmenters.base import DEFAULT_LEVEL, resolve_device
 from som.segmenters.mobile_sam_model import build_mobile_sam
 from som.segmenters.sam import DecoderOptions, SamSegmenter
 
-# name -> (AmgOptions overrides, DecoderOptions overrides); "stockN" settings are added from --stock-points
+# name -> (AmgOptions overrides, DecoderOptions overrides, granularity level or None for the default);
+# "stockN" settings are added from --stock-points (their marks: refined flat at level 2, as before nesting)
 OURS = {
-    "ours": ({}, {}),  # the defaults (bf16 where "auto" picks it: CUDA, CPUs with native bf16)
-    "ours-fp32": ({}, {"precision": "fp32"}),  # same prompts in fp32: the share of bf16
-    "ours-stock-decoder": ({}, {"fast": False, "precision": "fp32"}),  # SAM's own decoder: the decoder's share
-    "ours-grid16": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 16}, {}),
-    "ours-grid32": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 32}, {}),
-    "ours-compile": ({"pad_batches": True}, {"compile": True}),
+    "ours": ({}, {}, None),  # the defaults (nested; bf16 where "auto" picks it: CUDA, CPUs with native bf16)
+    "ours-parts": ({}, {}, 1),  # the flat levels on the same candidates
+    "ours-objects": ({}, {}, 2),
+    "ours-wholes": ({}, {}, 3),
+    "ours-fp32": ({}, {"precision": "fp32"}, None),  # same prompts in fp32: the share of bf16
+    "ours-stock-decoder": ({}, {"fast": False, "precision": "fp32"}, None),  # SAM's own decoder: the decoder's share
+    "ours-grid16": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 16}, {}, None),
+    "ours-grid32": ({"coarse_points_per_side": 0, "max_points": 0, "points_per_side": 32}, {}, None),
+    "ours-compile": ({"pad_batches": True}, {"compile": True}, None),
 }
+STOCK_LEVEL = 2
 
 
 # ---------------------------------------------------------------- data
@@ -114,12 +121,14 @@ def load_labelme(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rgb, np.stack([np.asarray(c, bool) for c in instances.values()])
 
 
-def quality(masks: np.ndarray, gt: np.ndarray | None) -> dict:
-    """recall@0.5 and mean best IoU of GT objects against (P, H, W) masks."""
+def quality(regions: Regions, gt: np.ndarray | None) -> dict:
+    """recall@0.5 and mean best IoU of GT objects against the regions' full masks (a whole's
+    mask includes its parts)."""
     if gt is None:
         return {"recall": None, "mean_best_iou": None}
-    if len(masks) == 0:
+    if len(regions) == 0:
         return {"recall": 0.0, "mean_best_iou": 0.0}
+    masks = regions.full_masks()
     p = masks.reshape(len(masks), -1).astype(np.float32)
     g = gt.reshape(len(gt), -1).astype(np.float32)
     inter = g @ p.T
@@ -134,7 +143,7 @@ class StockSegmenter:
     def __init__(self, model, device: str, points_per_side: int):
         from segment_anything import SamAutomaticMaskGenerator
 
-        self.name, self.device = f"stock-{points_per_side}", device
+        self.name, self.device, self.level = f"stock-{points_per_side}", device, STOCK_LEVEL
         self.gen = SamAutomaticMaskGenerator(model, points_per_side=points_per_side)
         self.last_raw: Regions | None = None
         self.last_prompts = points_per_side**2
@@ -152,8 +161,8 @@ class StockSegmenter:
 class OursSegmenter:
     """Our SamSegmenter with caches cleared before every timed call (each call starts cold)."""
 
-    def __init__(self, name, model, device, amg: AmgOptions, decoder: DecoderOptions):
-        self.name, self.device = name, device
+    def __init__(self, name, model, device, amg: AmgOptions, decoder: DecoderOptions, level: int | None = None):
+        self.name, self.device, self.level = name, device, DEFAULT_LEVEL if level is None else level
         self.seg = SamSegmenter(name, model, device, amg, decoder=decoder)
         self.amg = amg
         self._last_image = None
@@ -185,7 +194,7 @@ def timed_mark(seg, rgb, device):
     seg.forget()
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = mark(rgb, segmenter=seg)
+    res = mark(rgb, segmenter=seg, granularity_level=seg.level)
     sync(device)
     return res, time.perf_counter() - t0, time.process_time() - c0
 
@@ -214,8 +223,8 @@ def main(argv=None) -> int:
     model = build_mobile_sam(None, device=device)
     segs = {}
     for name in [s for s in args.settings.split(",") if s]:
-        amg_kw, dec_kw = OURS[name]
-        segs[name] = OursSegmenter(name, model, device, AmgOptions(**amg_kw), DecoderOptions(**dec_kw))
+        amg_kw, dec_kw, level = OURS[name]
+        segs[name] = OursSegmenter(name, model, device, AmgOptions(**amg_kw), DecoderOptions(**dec_kw), level)
     for p in [int(s) for s in args.stock_points.split(",") if s]:
         segs[f"stock{p}"] = StockSegmenter(model, device, p)
 
@@ -243,8 +252,10 @@ def main(argv=None) -> int:
                     "marks": len(res.regions),
                     "raw_masks": len(raw),
                     "prompts": seg.last_prompts,
-                    **quality(res.regions.masks, gt),
-                    **{f"raw_{k}": v for k, v in quality(raw.masks, gt).items()},
+                    "gt_objects": 0 if gt is None else len(gt),
+                    "parts": int((res.regions.parent >= 0).sum()),
+                    **quality(res.regions, gt),
+                    **{f"raw_{k}": v for k, v in quality(raw, gt).items()},
                 }
                 runs.setdefault((name, img_name), []).append(row)
                 print(f"[{r}] {img_name:8s} {name:20s} wall {wall:7.2f}s cpu {cpu:7.2f}s marks {row['marks']:3d} "
@@ -257,18 +268,28 @@ def main(argv=None) -> int:
         summary.append({
             "setting": name, "image": img_name, "repeats": len(rows),
             "wall_s": round(med("wall_s"), 4), "cpu_s": round(med("cpu_s"), 4), "stages_s": stages,
-            **{k: rows[0][k] for k in ("marks", "raw_masks", "prompts", "recall", "mean_best_iou", "raw_recall", "raw_mean_best_iou")},
+            **{k: rows[0][k] for k in ("marks", "parts", "raw_masks", "prompts", "gt_objects", "recall", "mean_best_iou",
+                                      "raw_recall", "raw_mean_best_iou")},
         })
     per_setting = {}
     for name in segs:
         rows = [s for s in summary if s["setting"] == name]
         rec = [s["recall"] for s in rows if s["recall"] is not None]
         raw = [s["raw_recall"] for s in rows if s["raw_recall"] is not None]
+        n_gt = sum(s["gt_objects"] for s in rows)
+        pooled = lambda k: round(sum(s[k] * s["gt_objects"] for s in rows) / n_gt, 4) if n_gt else None  # noqa: E731
         per_setting[name] = {
             "wall_s_mean_of_medians": round(statistics.mean(s["wall_s"] for s in rows), 4),
             "cpu_s_mean_of_medians": round(statistics.mean(s["cpu_s"] for s in rows), 4),
             "recall_mean": round(statistics.mean(rec), 4) if rec else None,
             "raw_recall_mean": round(statistics.mean(raw), 4) if raw else None,
+            # over all GT objects of all images (each object counts once)
+            "gt_objects": n_gt,
+            "recall_objects": pooled("recall"),
+            "mean_best_iou_objects": pooled("mean_best_iou"),
+            "raw_recall_objects": pooled("raw_recall"),
+            "raw_mean_best_iou_objects": pooled("raw_mean_best_iou"),
+            "marks_mean": round(statistics.mean(s["marks"] for s in rows), 1),
         }
     for name, s in per_setting.items():
         for ref in [n for n in segs if n.startswith("stock")]:
@@ -386,7 +407,7 @@ def plot(summary, per_setting, path: Path, machine_name: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     images = sorted({s["image"] for s in summary})
-    markers = dict(zip(images, "os^Dv"))
+    markers = dict(zip(images, "os^Dv<>ph*"))
     for i, name in enumerate(per_setting):
         for s in [x for x in summary if x["setting"] == name and x["recall"] is not None]:
             ax.scatter(s["wall_s"], s["recall"], color=f"C{i}", marker=markers[s["image"]],

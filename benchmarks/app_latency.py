@@ -214,7 +214,7 @@ def in_process(segmenter: str, clicks: int) -> dict:
                                      None, multimask=True)
             stages["decode"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            seg.masks(emb, logits[0, :1])
+            seg.to_regions(emb, logits[0, :1])
             stages["upsample"].append(time.perf_counter() - t)
         t = time.perf_counter()
         seg.segment_prompts(s.source, np.array([[x, y]], np.float32), np.array([1]))

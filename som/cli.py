@@ -34,13 +34,11 @@ def parse_mark_types(text: str) -> dict[str, bool]:
 
 def add_marking_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that marks images (mark, ask, dataset)."""
-    from som.segmenters import DEFAULT_SEGMENTER, SPECS
+    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
 
     g = p.add_argument_group("marking")
     g.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
-    g.add_argument(
-        "--granularity", default="2", help="1/parts, 2/objects, 3/wholes (coarser = fewer, larger marks); default 2"
-    )
+    g.add_argument("--granularity", default=str(DEFAULT_LEVEL), help=GRANULARITY_HELP)
     g.add_argument("--marks", default="mark,mask,contour", help=f"comma list of {', '.join(MARK_TYPES)}")
     g.add_argument("--label-mode", default="number", choices=["number", "alphabet"])
     g.add_argument("--alpha", type=float, default=0.4, help="mask fill opacity 0..1 (default 0.4)")
@@ -134,8 +132,9 @@ def cmd_mark(args: argparse.Namespace) -> int:
             tqdm.write(f"som: skipped {_reason(path, result)}", file=sys.stderr)
             continue
         png = out_dir / f"{names[path]}.marked.png"
-        Image.fromarray(result.image).save(png)
+        result.source = None  # not written; on a huge photo the PNG encoder's copy needs its room
         write_marks(out_dir / f"{names[path]}.marks.json", result.regions, result.settings, image_file=path.name)
+        Image.fromarray(result.image).save(png)
         written += 1
         if not args.quiet:
             tqdm.write(f"{path} -> {png} ({len(result.regions)} marks)", file=sys.stdout)

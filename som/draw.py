@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from som.layout import LABEL_MODES, _box_areas, _ink_bbox, label_box_size, label_font, label_index
-from som.refine import _pad1, _u8
-from som.regions import Regions, masks_to_xyxy
+from som.cropmask import pad1
+from som.layout import LABEL_MODES, _ink_bbox, label_box_size, label_font, label_index, visible_parts
+from som.regions import Regions
 
 __all__ = [
     "MarkStyle",
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _GOLDEN = 0.6180339887498949
+_BAND_ROWS = 256  # mask fill blends this many rows at a time
 
 
 @dataclass(frozen=True)
@@ -141,64 +142,63 @@ def _colors(regions: Regions) -> list[tuple[int, int, int]]:
     return [color_for(i) for i in range(len(regions))]
 
 
-def _int_boxes(regions: Regions) -> np.ndarray:
-    # from the masks, not regions.xyxy: boxes may be stale after a caller edits masks
-    return masks_to_xyxy(regions.masks).astype(np.int64)
-
-
 # ---------------------------------------------------------------- annotators
 class MaskAnnotator:
-    """Fills each region with its colour at `alpha`; smaller regions paint on top
-    (the same rule as de-overlap, so overlapping input shows what layout assumed)."""
+    """Fills each region's visible part (its mask minus its children's) with its colour at
+    `alpha`. Overlapping flat input: smaller regions paint on top (the de-overlap rule, so the
+    picture shows what layout assumed)."""
 
     def __init__(self, alpha: float = 0.4):
         if not (0.0 <= alpha <= 1.0):
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)
 
-    def annotate(self, scene: np.ndarray, regions: Regions, boxes: np.ndarray | None = None) -> np.ndarray:
-        """boxes: the regions' (N, 4) int tight boxes when the caller has them (else from the masks)."""
-        scene = _check_scene(scene, regions)
-        out = scene.copy()
-        n = len(regions)
-        if n == 0 or self.alpha == 0.0:
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        return self.paint(_check_scene(scene, regions).copy(), regions)
+
+    def paint(self, out: np.ndarray, regions: Regions) -> np.ndarray:
+        """Fill in place (out: (H, W, 3) uint8 RGB, checked); returns out."""
+        if len(regions) == 0 or self.alpha == 0.0:
             return out
-        boxes = _int_boxes(regions) if boxes is None else boxes
-        # 1 + index of the region shown, 0: none; uint8 (a LUT maps it to colours) up to 255 regions
-        owner = np.zeros(regions.image_hw, np.uint8 if n < 256 else np.int32)
-        areas = _box_areas(regions.masks, boxes)
-        for k in np.lexsort((np.arange(n), -areas)):  # largest first, smaller ones overwrite
+        boxes, crops = visible_parts(regions)
+        areas = np.array([np.count_nonzero(c) for c in crops], np.int64)
+        colors = _colors(regions)
+        for k in np.lexsort((np.arange(len(crops)), -areas)):  # largest first, smaller ones on top
             x1, y1, x2, y2 = boxes[k]
-            np.copyto(owner[y1:y2, x1:x2], owner.dtype.type(k + 1), where=regions.masks[k, y1:y2, x1:x2])
-        palette = np.zeros((256 if n < 256 else n + 1, 3), np.uint8)
-        palette[1 : n + 1] = _colors(regions)
-        if n < 256:
-            overlay = cv2.LUT(cv2.cvtColor(owner, cv2.COLOR_GRAY2RGB), palette[None])
-        else:
-            overlay = np.take(palette, owner, axis=0)
-        blend = cv2.addWeighted(scene, 1.0 - self.alpha, overlay, self.alpha, 0.0)
-        cv2.copyTo(blend, _u8(owner > 0), out)
+            for r0 in range(y1, y2, _BAND_ROWS):  # in bands: no full-size temporaries on huge images
+                r1 = min(r0 + _BAND_ROWS, y2)
+                dst = out[r0:r1, x1:x2]
+                paint = np.empty_like(dst)
+                paint[:] = colors[k]
+                blend = cv2.addWeighted(dst, 1.0 - self.alpha, paint, self.alpha, 0.0)
+                np.copyto(dst, blend, where=crops[k][r0 - y1 : r1 - y1, :, None])
         return out
 
 
 class ContourAnnotator:
-    """Draws each region's outline in its colour; thickness None = from the image size."""
+    """Draws each region's outline around its full mask, in its colour. A whole (a region with
+    parts) gets a line twice as thick as the others and is drawn after its parts, so it visibly
+    encloses them. thickness None = from the image size."""
 
     def __init__(self, thickness: int | None = None):
         self.thickness = thickness
 
-    def annotate(self, scene: np.ndarray, regions: Regions, boxes: np.ndarray | None = None) -> np.ndarray:
-        """boxes: the regions' (N, 4) int tight boxes when the caller has them (else from the masks)."""
-        scene = _check_scene(scene, regions)
-        out = np.ascontiguousarray(scene.copy())
+    def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
+        return self.paint(_check_scene(scene, regions).copy(), regions)
+
+    def paint(self, out: np.ndarray, regions: Regions) -> np.ndarray:
+        """Draw in place (out: contiguous (H, W, 3) uint8 RGB, checked); returns out."""
         t = self.thickness or contour_px_for(*regions.image_hw)
-        boxes = _int_boxes(regions) if boxes is None else boxes
-        for k, (color, (x1, y1, x2, y2)) in enumerate(zip(_colors(regions), boxes)):
+        has_parts = np.zeros(len(regions), bool)
+        has_parts[regions.parent[regions.parent >= 0]] = True
+        colors, boxes = _colors(regions), regions.boxes_px
+        for k in np.argsort(-regions.depth(), kind="stable"):  # parts first, their wholes over them
+            x1, y1, x2, y2 = boxes[k]
             if x2 <= x1:
                 continue
-            crop = _pad1(regions.masks[k, y1:y2, x1:x2], 0)
-            contours, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out, contours, -1, color, t, lineType=cv2.LINE_8, offset=(int(x1) - 1, int(y1) - 1))
+            contours, _ = cv2.findContours(pad1(regions.crops[k], 0), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            thick = 2 * t if has_parts[k] else t
+            cv2.drawContours(out, contours, -1, colors[k], thick, lineType=cv2.LINE_8, offset=(int(x1) - 1, int(y1) - 1))
         return out
 
 
@@ -209,8 +209,10 @@ class BoxAnnotator:
         self.thickness = thickness
 
     def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
-        scene = _check_scene(scene, regions)
-        out = np.ascontiguousarray(scene.copy())
+        return self.paint(_check_scene(scene, regions).copy(), regions)
+
+    def paint(self, out: np.ndarray, regions: Regions) -> np.ndarray:
+        """Draw in place (out: contiguous (H, W, 3) uint8 RGB, checked); returns out."""
         t = self.thickness or contour_px_for(*regions.image_hw)
         # regions.xyxy: the box the caller (and the JSON report) sees
         for color, (x1, y1, x2, y2) in zip(_colors(regions), np.round(regions.xyxy).astype(np.int64)):
@@ -243,31 +245,28 @@ class LabelAnnotator:
     the text centred in it, black or white by WCAG contrast."""
 
     def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
-        scene = _check_scene(scene, regions)
+        return self.paint(_check_scene(scene, regions).copy(), regions)
+
+    def paint(self, out: np.ndarray, regions: Regions) -> np.ndarray:
+        """Draw in place (out: (H, W, 3) uint8 RGB, checked); returns out. Each label is drawn
+        on its own box's pixels only, so a huge image is never copied for the text."""
         if len(regions) and (regions.labels is None or regions.label_xyxy is None):
             raise ValueError("regions have no labels/label boxes; run som.layout.place_labels first")
-        out = scene.copy()
-        if len(regions) == 0:
-            return out
         h, w = regions.image_hw
-        boxes = np.round(regions.label_xyxy).astype(np.int64)
-        texts = []
-        for text, color, (x1, y1, x2, y2) in zip(regions.labels, _colors(regions), boxes):
+        boxes = np.round(regions.label_xyxy).astype(np.int64) if len(regions) else np.zeros((0, 4), np.int64)
+        for text, color, (x1, y1, x2, y2) in zip(regions.labels or [], _colors(regions), boxes):
             x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
             if x2 <= x1 or y2 <= y1:
                 continue
-            out[y1:y2, x1:x2] = color
-            texts.append((text, color, x1, y1, x2, y2))
-        img = Image.fromarray(out)
-        draw = ImageDraw.Draw(img)
-        for text, color, x1, y1, x2, y2 in texts:
+            patch = Image.new("RGB", (int(x2 - x1), int(y2 - y1)), color)
             f = _fit_font_px(text, int(x2 - x1), int(y2 - y1))
             l, t, r, b = _ink_bbox(text, f)
-            # put the ink box's centre on the label box's centre
-            ox = (x1 + x2) / 2 - (l + r) / 2
-            oy = (y1 + y2) / 2 - (t + b) / 2
-            draw.text((round(ox), round(oy)), text, fill=text_color_for(color), font=label_font(f))
-        return np.asarray(img).copy()
+            # put the ink box's centre on the label box's centre (positions rounded in image pixels)
+            ox = round((x1 + x2) / 2 - (l + r) / 2) - x1
+            oy = round((y1 + y2) / 2 - (t + b) / 2) - y1
+            ImageDraw.Draw(patch).text((ox, oy), text, fill=text_color_for(color), font=label_font(f))
+            out[y1:y2, x1:x2] = np.asarray(patch)
+        return out
 
 
 # ---------------------------------------------------------------- entry points
@@ -277,23 +276,21 @@ def draw_marks(image: np.ndarray, regions: Regions, style: MarkStyle = MarkStyle
     Order: mask fill, contour, box, label (labels on top). With `style.mark` the regions
     must be laid out (`som.layout.place_labels`), else ValueError.
     """
-    out = _check_scene(image, regions)
+    image = _check_scene(image, regions)
     if style.mark and len(regions) and (regions.labels is None or regions.label_xyxy is None):
         raise ValueError(
             "draw_marks with mark=True needs labelled regions (labels, label_xyxy); "
             "run som.layout.place_labels(regions) first or pass MarkStyle(mark=False)"
         )
-    if not (style.mask or style.contour or style.box or style.mark):
-        return out.copy()
-    boxes = _int_boxes(regions) if style.mask or style.contour else None
+    out = np.ascontiguousarray(image.copy())  # the one copy: every annotator paints into it
     if style.mask:
-        out = MaskAnnotator(style.alpha).annotate(out, regions, boxes)
+        MaskAnnotator(style.alpha).paint(out, regions)
     if style.contour:
-        out = ContourAnnotator(style.contour_px).annotate(out, regions, boxes)
+        ContourAnnotator(style.contour_px).paint(out, regions)
     if style.box:
-        out = BoxAnnotator(style.contour_px).annotate(out, regions)
+        BoxAnnotator(style.contour_px).paint(out, regions)
     if style.mark:
-        out = LabelAnnotator().annotate(out, regions)
+        LabelAnnotator().paint(out, regions)
     return out
 
 
@@ -316,8 +313,8 @@ def highlight(
     wanted = list(dict.fromkeys(str(s) for s in labels))  # dedupe, keep order
     chosen = regions.select_labels(wanted)
     out = np.rint(image.astype(np.float32) * np.float32(1.0 - dim)).astype(np.uint8)
+    for (x1, y1, x2, y2), c in zip(chosen.boxes_px, chosen.crops):  # a whole comes with its parts
+        np.copyto(out[y1:y2, x1:x2], image[y1:y2, x1:x2], where=c[..., None])
     if len(chosen):
-        keep = chosen.masks.any(axis=0)
-        out[keep] = image[keep]
         out = draw_marks(out, chosen, style)
     return out

@@ -31,7 +31,8 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
         raise ImageError(f"{name}: image data is truncated or corrupt ({e})") from None
     if img.width * img.height > MAX_PIXELS:
         raise ImageError(f"{name}: {img.width}x{img.height} is over the {MAX_PIXELS:,}-pixel limit")
-    img = ImageOps.exif_transpose(img)  # marks must match the upright image a viewer shows
+    # marks must match the upright image a viewer shows; in place: no copy of a huge photo
+    img = ImageOps.exif_transpose(img, in_place=True) or img
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit / 32-bit single channel: rescale its actual range to 0..255
@@ -45,7 +46,9 @@ def _from_pil(img: Image.Image, name: str) -> np.ndarray:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    arr = np.asarray(img.convert("RGB"), np.uint8)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img, np.uint8)
     return np.ascontiguousarray(arr)
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from som.regions import Regions
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: marks carry "parent" (the id of the mark that contains them, or null)
+READABLE_VERSIONS = (1, 2)
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -37,26 +38,97 @@ def decode_rle(rle: dict) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
+def crop_to_rle(box: np.ndarray, crop: np.ndarray, image_hw: tuple[int, int]) -> dict:
+    """A mask kept as (box, crop) -> the COCO RLE of its full (H, W) frame, without making the
+    frame: run boundaries come from the crop's columns (COCO counts run down columns)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = (int(v) for v in image_hw)
+    pos = np.zeros(0, np.int64)
+    if crop.size and crop.any():
+        x1, y1 = int(box[0]), int(box[1])
+        padded = np.zeros((crop.shape[1], crop.shape[0] + 2), np.int8)  # one column per row
+        padded[:, 1:-1] = crop.T
+        cols, rows = np.nonzero(np.diff(padded, axis=1))  # sorted: column, then row
+        pos = (x1 + cols.astype(np.int64)) * h + y1 + rows
+        # a run that ends at the bottom of one column and goes on at the top of the next
+        uniq, times = np.unique(pos, return_counts=True)
+        pos = uniq[times % 2 == 1]
+    bounds = np.concatenate([[0], pos, [] if len(pos) and pos[-1] == h * w else [h * w]])
+    counts = np.diff(bounds).astype(np.int64).tolist()
+    rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+
+
+def _string_counts(s: bytes) -> list[int]:
+    """COCO's compressed counts string -> run lengths (each count in 5-bit groups with a
+    continuation bit, sign-extended, and from the third on as a difference to the one two back)."""
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, shift, more = 0, 0, True
+        while more:
+            c = s[p] - 48
+            x |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            p, shift = p + 1, shift + 5
+            if not more and c & 0x10:
+                x |= -1 << shift
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def rle_to_crop(rle: dict) -> tuple[np.ndarray, np.ndarray]:
+    """COCO RLE -> (box (4,) int64 tight, crop), making only the columns the mask spans."""
+    from som.cropmask import tighten
+
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    counts = _string_counts(counts) if isinstance(counts, bytes) else [int(c) for c in counts]
+    bounds = np.cumsum(counts)
+    starts, ends = bounds[0::2][: len(counts) // 2], bounds[1::2]  # runs of ones: [start, end)
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if len(starts) == 0:
+        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
+    c0, c1 = int(starts[0] // h), int((ends[-1] - 1) // h) + 1
+    flat = np.zeros((c1 - c0) * h, bool)
+    delta = np.zeros(len(flat) + 1, np.int32)
+    np.add.at(delta, starts - c0 * h, 1)
+    np.add.at(delta, ends - c0 * h, -1)
+    flat[:] = np.cumsum(delta[:-1]) > 0
+    crop = flat.reshape(c1 - c0, h).T  # (H, columns)
+    return tighten(np.array([c0, 0, c1, h], np.int64), crop)
+
+
 def _round(values: np.ndarray, ndigits: int = 2) -> list:
     return [round(float(v), ndigits) for v in values]
 
 
 def regions_to_dict(regions: Regions, settings: dict[str, Any] | None = None, image_file: str | None = None) -> dict:
-    """Regions (laid out) -> the marks document (a JSON-ready dict)."""
+    """Regions (laid out) -> the marks document (a JSON-ready dict). Mark k has id k + 1;
+    `parent` is the id of the mark containing it (null for a root)."""
     h, w = regions.image_hw
     areas = regions.areas
+    boxes = regions.boxes_px
     marks = []
     for k in range(len(regions)):
+        p = int(regions.parent[k])
         marks.append(
             {
                 "id": k + 1,
                 "label": None if regions.labels is None else regions.labels[k],
+                "parent": p + 1 if p >= 0 else None,
                 "xyxy": _round(regions.xyxy[k]),
                 "area": int(areas[k]),
                 "anchor_xy": None if regions.anchors_xy is None else [int(v) for v in regions.anchors_xy[k]],
                 "label_xyxy": None if regions.label_xyxy is None else _round(regions.label_xyxy[k]),
                 "score": None if regions.scores is None else round(float(regions.scores[k]), 4),
-                "rle": encode_rle(regions.masks[k]),
+                "rle": crop_to_rle(boxes[k], regions.crops[k], (h, w)),
             }
         )
     return {
@@ -69,18 +141,26 @@ def regions_to_dict(regions: Regions, settings: dict[str, Any] | None = None, im
 
 
 def regions_from_dict(doc: dict) -> Regions:
-    """The marks document -> Regions (masks decoded, labels/anchors/label boxes restored)."""
+    """The marks document (version 1 or 2) -> Regions (masks as crops, parents, labels, anchors
+    and label boxes restored)."""
     if doc.get("format") != "som.marks":
         raise ValueError("not a som marks document (expected \"format\": \"som.marks\")")
+    version = doc.get("version", 1)
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"marks document version {version!r} is not supported; this som reads {READABLE_VERSIONS}")
     h, w = doc["image"]["height"], doc["image"]["width"]
     marks = doc["marks"]
     if not marks:
         return Regions.empty(h, w)
-    masks = np.stack([decode_rle(m["rle"]) for m in marks])
+    pieces = [rle_to_crop(m["rle"]) for m in marks]
+    ids = {m.get("id", k + 1): k for k, m in enumerate(marks)}
+    parent = [ids[m["parent"]] if m.get("parent") is not None else -1 for m in marks]
     has = lambda key: all(m.get(key) is not None for m in marks)  # noqa: E731
     return Regions(
-        masks=masks,
-        xyxy=np.array([m["xyxy"] for m in marks], np.float32),
+        crops=[c for _, c in pieces],
+        xyxy=np.stack([b for b, _ in pieces]),
+        image_hw=(h, w),
+        parent=np.array(parent, np.int32),
         scores=np.array([m["score"] for m in marks], np.float32) if has("score") else None,
         labels=[m["label"] for m in marks] if has("label") else None,
         anchors_xy=np.array([m["anchor_xy"] for m in marks]) if has("anchor_xy") else None,

@@ -20,6 +20,7 @@ import numpy as np
 from som.draw import MarkStyle, draw_marks
 from som.imageio import ImageError, ImageLike, load_image, resize_rgb, working_size
 from som.layout import place_labels
+from som.nest import is_laminar
 from som.refine import RefineOptions, refine
 from som.regions import Regions
 from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, Segmenter, build_segmenter, granularity
@@ -104,14 +105,20 @@ def _segment(
         "device": getattr(seg, "device", "cpu"),
         "granularity": {"level": gran.level, "name": gran.name},
         "style": dataclasses.asdict(style),
-        "refine": dataclasses.asdict(refine_options),
+        "refine": dataclasses.asdict(refine_options_for(gran.level, refine_options)),
         "max_side_px": max_side_px,
         "working_size": {"width": ww, "height": wh},
         "candidates": len(candidates),
     }
     if hasattr(seg, "amg"):
         settings["amg"] = dataclasses.asdict(seg.amg)
-    return _Segmented(source, candidates, style, refine_options, settings, timings)
+    return _Segmented(source, candidates, style, refine_options_for(gran.level, refine_options), settings, timings)
+
+
+def refine_options_for(level: int | str, options: RefineOptions) -> RefineOptions:
+    """`options` for a granularity level: nested levels nest (RefineOptions.nested)."""
+    nested = granularity(level).nested
+    return options if options.nested == nested else dataclasses.replace(options, nested=nested)
 
 
 def _refine_and_draw(s: _Segmented) -> MarkResult:
@@ -211,8 +218,9 @@ def mark_regions(
 ) -> MarkResult:
     """Mark regions you already have ((N, H, W) masks or Regions at the image's size).
 
-    With refine_options (default) they are cleaned, de-overlapped and re-ordered like the
-    automatic path; with None they must already be disjoint, and keep your order.
+    With refine_options (default) they are cleaned, de-overlapped (or nested, with
+    `RefineOptions(nested=True)`) and re-ordered like the automatic path; with None they must
+    already be disjoint or nested (`regions.parent`), and keep your order.
     """
     source = load_image(image)
     _check_size(source)
@@ -227,8 +235,11 @@ def mark_regions(
     t = time.perf_counter()
     if refine_options is not None:
         regions = refine(regions, refine_options)
-    elif len(regions) and regions.masks.sum(axis=0).max() > 1:
-        raise ValueError("regions overlap; pass refine_options to de-overlap them")
+    elif not is_laminar(regions.boxes_px, regions.crops, regions.parent):
+        raise ValueError(
+            "regions overlap without nesting (two regions meet and neither is the other's parent); "
+            "pass refine_options to de-overlap them, or RefineOptions(nested=True) to nest them"
+        )
     timings["refine"] = time.perf_counter() - t
     settings = {
         "segmenter": None,

@@ -1,4 +1,4 @@
-"""Refine raw segmenter masks into disjoint, cleaned, ordered regions.
+"""Refine raw segmenter masks into cleaned, ordered regions: flat (disjoint) or nested.
 
 Pure numpy/OpenCV (no torch). Every per-mask operation works on the mask's
 bounding-box crop, never on a full-image copy per mask, so 200 masks on a
@@ -17,17 +17,24 @@ Pipeline of `refine`:
    their pixels are free again, so repeat 4-5.
 
 The result is a fixed point: `refine(refine(r)) == refine(r)` (tested).
+
+Nested (`RefineOptions(nested=True)`): steps 1-2, then `som.nest` keeps the candidates,
+in preference order, as a laminar family (wholes keep their full masks, parts lie inside
+them, nothing else overlaps), then `max_regions` drops the smallest (their children move
+up to the dropped region's parent).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from som.regions import Regions, masks_to_xyxy
+from som import cropmask
+from som.nest import NestOptions, nest, preference_order, tree_order
+from som.regions import Regions
 from som.threads import map_ordered
 
 __all__ = ["RefineOptions", "refine", "deoverlap", "clean_masks", "order_regions"]
@@ -43,6 +50,9 @@ class RefineOptions:
     remove_islands_frac:  disconnected pieces of a mask smaller than this are removed
                           (a mask's largest piece is always kept).
     max_regions:          keep at most this many regions (the largest), None = all.
+    nested:               keep wholes and their parts as a laminar family (som.nest) instead of
+                          de-overlapping them into a flat partition.
+    nest:                 how candidates nest (used when nested).
     """
 
     min_area_frac: float = 0.0005
@@ -50,6 +60,8 @@ class RefineOptions:
     fill_holes_frac: float = 0.0005
     remove_islands_frac: float = 0.0005
     max_regions: int | None = None
+    nested: bool = False
+    nest: NestOptions = field(default_factory=NestOptions)
 
     def __post_init__(self) -> None:
         for name in ("min_area_frac", "fill_holes_frac", "remove_islands_frac"):
@@ -72,112 +84,23 @@ class RefineOptions:
 
 
 # ---------------------------------------------------------------- crops
-# Internally a region is (box, crop): its tight box x1, y1, x2, y2 (exclusive) and the
-# bool mask inside that box. All work is proportional to the crops' total area; the
-# (N, H, W) stack is read once on the way in and written once on the way out.
-def _boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, 4) int64 tight boxes x1, y1, x2, y2 (exclusive); empty -> zeros."""
-    return masks_to_xyxy(masks).astype(np.int64)
-
-
+# A region is (box, crop): its tight box x1, y1, x2, y2 (exclusive) and the bool mask inside
+# that box (som.cropmask). All work is proportional to the crops' total area.
 def _to_crops(masks: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    boxes = _boxes(masks)
-    crops = [masks[k, y1:y2, x1:x2].copy() for k, (x1, y1, x2, y2) in enumerate(boxes)]
-    return boxes, crops
-
-
-def _to_masks(boxes: np.ndarray, crops: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    out = np.zeros((len(crops), height, width), bool)
-    for k, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, crops)):
-        out[k, y1:y2, x1:x2] = c
-    return out
-
-
-def _tighten(box: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink a (box, crop) pair to the crop's non-empty rows and columns."""
-    rows = np.flatnonzero(crop.any(axis=1))
-    if len(rows) == 0:
-        return np.zeros(4, np.int64), np.zeros((0, 0), bool)
-    cols = np.flatnonzero(crop.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    if r0 == 0 and c0 == 0 and r1 == crop.shape[0] and c1 == crop.shape[1]:
-        return box, crop
-    x1, y1 = box[0], box[1]
-    return np.array([x1 + c0, y1 + r0, x1 + c1, y1 + r1], np.int64), crop[r0:r1, c0:c1]
+    r = Regions.from_masks(masks)
+    return r.boxes_px, r.crops
 
 
 def _areas(crops: list[np.ndarray]) -> np.ndarray:
     return np.array([int(np.count_nonzero(c)) for c in crops], np.int64)
 
 
-def _u8(a: np.ndarray) -> np.ndarray:
-    """A bool array as uint8 0/1 for OpenCV (a view when it is contiguous)."""
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint8) if a.dtype == bool else a.astype(np.uint8)
-
-
-def _pad1(a: np.ndarray, value: int) -> np.ndarray:
-    """uint8 0/1 copy of a bool crop with a 1-pixel border of `value` (faster than np.pad)."""
-    return cv2.copyMakeBorder(_u8(a), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=value)
-
-
-def _borders(m: np.ndarray) -> tuple[int, int]:
-    """(pieces, holes) of a crop: 8-connected pieces of `m` and 4-connected enclosed background
-    regions, counted from its borders (OpenCV's border following; far cheaper than labelling)."""
-    contours, hierarchy = cv2.findContours(_pad1(m, 0), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return 0, 0
-    holes = int(np.count_nonzero(hierarchy[0, :, 3] >= 0))  # a hole's border has a parent
-    return len(contours) - holes, holes
-
-
-def _components(img: np.ndarray, connectivity: int, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Component labels (H, W) of a uint8 0/1 image and each label's pixel count (label 0 = zeros).
-
-    n_labels: how many labels there are (known from `_borders`); when they fit, labels are 16-bit
-    and counted by a histogram (5x cheaper than OpenCV's stats; float32 counts exact below 2**24).
-    """
-    if n_labels < 2**16 and img.size < 2**24:
-        n, lab = cv2.connectedComponents(img, connectivity=connectivity, ltype=cv2.CV_16U)
-        return lab, cv2.calcHist([lab], [0], None, [n], [0, n]).ravel().astype(np.int64)
-    n, lab = cv2.connectedComponents(img, connectivity=connectivity)
-    return lab, np.bincount(lab.ravel(), minlength=n)
-
-
-def _remove_islands_crop(m: np.ndarray, max_island: int) -> np.ndarray:
-    """Drop 8-connected pieces with fewer than `max_island` pixels; keep the largest piece always."""
-    pieces, _ = _borders(m)
-    if pieces <= 1:
-        return m
-    lab, area = _components(_u8(m), 8, pieces + 1)
-    keep = area >= max_island
-    keep[1 + int(np.argmax(area[1:]))] = True
-    keep[0] = False
-    if keep[1:].all():
-        return m
-    return keep[lab]
-
-
-def _holes_crop(m: np.ndarray, max_hole: int) -> np.ndarray:
-    """Bool map of holes of `m` smaller than `max_hole` (4-connected enclosed background).
-
-    The crop is padded with background so anything touching the crop edge is outside, not a hole.
-    """
-    _, holes = _borders(m)
-    if holes == 0:
-        return np.zeros_like(m)
-    lab, area = _components(_pad1(~m, 1), 4, holes + 2)  # mask pixels, outside, holes
-    small = area < max_hole
-    small[0] = small[lab[0, 0]] = False
-    return small[lab[1:-1, 1:-1]]
-
-
 def _clean_crop(c: np.ndarray, max_hole_px: int, max_island_px: int) -> np.ndarray:
     """Fill small holes, then remove small islands, of one crop."""
     if max_hole_px > 0:
-        c = c | _holes_crop(c, max_hole_px)
+        c = c | cropmask.small_holes(c, max_hole_px)
     if max_island_px > 0:
-        c = _remove_islands_crop(c, max_island_px)
+        c = cropmask.remove_islands(c, max_island_px)
     return c
 
 
@@ -192,11 +115,11 @@ def _clean_crops(boxes, crops, max_hole_px: int, max_island_px: int, only=None):
     visit = [k for k, c in enumerate(crops) if c.size and (only is None or only[k])]
     cleaned = map_ordered(lambda k: _clean_crop(crops[k], max_hole_px, max_island_px), visit)
     for k, c in zip(visit, cleaned):
-        boxes[k], crops[k] = _tighten(boxes[k], c)
+        boxes[k], crops[k] = cropmask.tighten(boxes[k], c)
     return boxes, crops
 
 
-def _deoverlap_crops(boxes, crops, height: int, width: int):
+def deoverlap_crops(boxes, crops, height: int, width: int):
     """Smallest keeps contested pixels. Returns boxes, crops and a bool (N,): which crops lost pixels."""
     order = np.argsort(_areas(crops), kind="stable")
     owner = np.zeros((height, width), bool)  # taken by a smaller region already
@@ -214,7 +137,7 @@ def _deoverlap_crops(boxes, crops, height: int, width: int):
             changed[k] = True
             keep = c & ~taken
             taken |= keep
-            boxes[k], crops[k] = _tighten(boxes[k], keep)
+            boxes[k], crops[k] = cropmask.tighten(boxes[k], keep)
         else:
             taken |= c
     return boxes, crops, changed
@@ -235,7 +158,7 @@ def _fill_unclaimed_holes(boxes, crops, max_hole_px: int, height: int, width: in
         if c.size == 0 or (only is not None and not only[k]):
             continue
         x1, y1, x2, y2 = boxes[k]
-        add = _holes_crop(c, max_hole_px) & ~claimed[y1:y2, x1:x2]
+        add = cropmask.small_holes(c, max_hole_px) & ~claimed[y1:y2, x1:x2]
         if add.any():  # holes lie inside the box, so the box stays tight
             crops[k] = c | add
             claimed[y1:y2, x1:x2] |= add
@@ -263,7 +186,7 @@ def clean_masks(masks: np.ndarray, max_hole_px: int, max_island_px: int) -> np.n
     (the largest island always stays). (N, H, W) bool -> new (N, H, W) bool."""
     masks = np.asarray(masks, bool)
     boxes, crops = _clean_crops(*_to_crops(masks), max_hole_px, max_island_px)
-    return _to_masks(boxes, crops, *masks.shape[1:])
+    return cropmask.paste_all(boxes, crops, masks.shape[1:])
 
 
 def deoverlap(masks: np.ndarray) -> np.ndarray:
@@ -277,8 +200,8 @@ def deoverlap(masks: np.ndarray) -> np.ndarray:
     if masks.ndim != 3:
         raise ValueError(f"deoverlap expects (N, H, W) bool masks, got shape {masks.shape}")
     h, w = masks.shape[1:]
-    boxes, crops, _ = _deoverlap_crops(*_to_crops(masks), h, w)
-    return _to_masks(boxes, crops, h, w)
+    boxes, crops, _ = deoverlap_crops(*_to_crops(masks), h, w)
+    return cropmask.paste_all(boxes, crops, (h, w))
 
 
 def order_regions(masks: np.ndarray) -> np.ndarray:
@@ -287,12 +210,52 @@ def order_regions(masks: np.ndarray) -> np.ndarray:
     return _order(*_to_crops(np.asarray(masks, bool)))
 
 
-def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Regions:
-    """Clean, de-overlap, filter and order regions.
+def _tree_rank(boxes: np.ndarray, crops: list[np.ndarray], parent: np.ndarray) -> np.ndarray:
+    """The documented order of a nested family: depth first, each region right before its
+    children; siblings (and roots) by area descending, then box top, box left."""
+    return tree_order(parent, _order(boxes, crops))
 
-    Returns new Regions whose masks are pairwise disjoint, each at least the minimum
-    area, ordered by `order_regions` (area descending, then box top, box left, original
-    index). Scores follow their regions; xyxy is recomputed from the final masks;
+
+def _drop_nested(parent: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Parents after dropping regions (keep: sorted kept indices): a dropped region's children
+    go to its parent (they lie inside it too). Returns parent indices among the kept."""
+    where = np.full(len(parent), -1, np.int64)
+    where[keep] = np.arange(len(keep))
+    out = np.empty(len(keep), np.int32)
+    for j, k in enumerate(keep):
+        p = int(parent[k])
+        while p >= 0 and where[p] < 0:
+            p = int(parent[p])
+        out[j] = where[p] if p >= 0 else -1
+    return out
+
+
+def _refine_nested(regions: Regions, options: RefineOptions, boxes, crops, index, min_area: int, max_island: int):
+    """Nest the cleaned candidates (som.nest), cap the count, order parent-before-children."""
+    scores = None if regions.scores is None else regions.scores[index]
+    order = preference_order(_areas(crops), scores)
+    source, parent, boxes, crops = nest(boxes, crops, order, min_area, options.nest, max_island)
+    index = index[source]
+    if options.max_regions is not None and len(crops) > options.max_regions:
+        keep = np.sort(np.argsort(-_areas(crops), kind="stable")[: options.max_regions])
+        parent = _drop_nested(parent, keep)
+        boxes, crops, index = boxes[keep], [crops[i] for i in keep], index[keep]
+    order = _tree_rank(boxes, crops, parent)
+    where = np.empty(len(order), np.int64)
+    where[order] = np.arange(len(order))
+    parent = np.array([where[p] if p >= 0 else -1 for p in parent[order]], np.int32)
+    return boxes[order], [crops[i] for i in order], index[order], parent
+
+
+def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Regions:
+    """Clean, de-overlap (or nest), filter and order regions.
+
+    Flat (default): the masks come back pairwise disjoint, each at least the minimum area,
+    ordered by `order_regions` (area descending, then box top, box left, original index).
+    Nested (`options.nested`): wholes keep their full masks and contain their parts
+    (`som.nest`: a laminar family, `parent` set); the order is depth first, each region right
+    before its children, siblings by area descending, then box top, box left.
+    Scores follow their regions; xyxy is recomputed from the final masks;
     labels/anchors/label boxes are cleared (`som.layout.place_labels` sets them).
     """
     if not isinstance(regions, Regions):
@@ -302,10 +265,15 @@ def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Region
     max_island = options._px(options.remove_islands_frac, h, w)
     min_area = options.min_area(h, w)
 
-    boxes, crops = _clean_crops(*_to_crops(regions.masks), max_hole, max_island)
+    boxes, crops = _clean_crops(regions.boxes_px, regions.crops, max_hole, max_island)
     index = np.flatnonzero(_areas(crops) >= min_area)  # positions in the input, for scores
     boxes, crops = boxes[index], [crops[i] for i in index]
-    boxes, crops, changed = _deoverlap_crops(boxes, crops, h, w)
+    if options.nested:
+        boxes, crops, index, parent = _refine_nested(regions, options, boxes, crops, index, min_area, max_island)
+        scores = None if regions.scores is None else regions.scores[index]
+        return Regions(crops, boxes, (h, w), parent=parent, scores=scores)
+
+    boxes, crops, changed = deoverlap_crops(boxes, crops, h, w)
 
     # Pieces cut off by smaller regions go; holes nobody owns are filled. Only regions that
     # lost pixels can have new islands or holes (the others were cleaned above).
@@ -326,6 +294,5 @@ def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Region
         # only regions whose box meets a dropped one can change (filling never splits a mask).
         boxes, crops = _fill_unclaimed_holes(boxes, crops, max_hole, h, w, only=_touching(boxes, freed))
 
-    masks = _to_masks(boxes, crops, h, w)
     scores = None if regions.scores is None else regions.scores[index]
-    return Regions(masks=masks, xyxy=boxes.astype(np.float32), scores=scores)
+    return Regions(crops, boxes, (h, w), scores=scores)

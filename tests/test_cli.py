@@ -68,8 +68,8 @@ def test_folder_with_bad_files_reports_skips_and_writes_the_rest(odd_inputs, tmp
         doc = json.loads(js.read_text())
         regions = read_marks(js)
         assert picture.shape[:2] == (doc["image"]["height"], doc["image"]["width"])
-        assert regions.masks.shape[1:] == picture.shape[:2]
-        assert regions.masks.sum(axis=0).max() <= 1
+        assert regions.full_masks().shape[1:] == picture.shape[:2]
+        assert regions.full_masks().sum(axis=0).max() <= 1
         assert doc["image"]["file"] == name
         for m in doc["marks"]:
             assert set(m) >= {"id", "label", "xyxy", "area", "anchor_xy", "label_xyxy", "score", "rle"}

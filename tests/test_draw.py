@@ -111,7 +111,7 @@ def test_annotators_return_new_array(small, annotator):
 
 def test_draw_marks_requires_layout_when_marking(small):
     image, r = small
-    bare = Regions.from_masks(r.masks)
+    bare = Regions.from_masks(r.full_masks())
     with pytest.raises(ValueError, match="place_labels"):
         draw_marks(image, bare)
     out = draw_marks(image, bare, MarkStyle(mark=False))  # fill + contour need no layout
@@ -155,7 +155,7 @@ def test_mask_fill_blends_at_alpha(small):
     y, x = 10, 10  # inside region 0 (label "1")
     want = np.rint(0.6 * image[y, x].astype(float) + 0.4 * np.array(color_for("1"), float))
     assert np.abs(out[y, x].astype(int) - want).max() <= 1
-    outside = ~r.masks.any(axis=0)
+    outside = ~r.full_masks().any(axis=0)
     assert np.array_equal(out[outside], image[outside])
     assert np.array_equal(MaskAnnotator(alpha=0.0).annotate(image, r), image)
 
@@ -201,7 +201,7 @@ def test_highlight_dims_others_and_marks_selected(small):
     style = MarkStyle(contour=False)
     out = highlight(image, r, ["2", "99"], style=style, dim=0.5)  # "99" unknown: ignored
     assert out.shape == image.shape and out.dtype == np.uint8
-    sel = r.masks[1]
+    sel = r.full_masks()[1]
     x1, y1, x2, y2 = r.label_xyxy[1].astype(int)
     label_area = np.zeros(r.image_hw, bool)
     label_area[y1:y2, x1:x2] = True
@@ -214,6 +214,31 @@ def test_highlight_dims_others_and_marks_selected(small):
     # the other regions' labels are not drawn
     ox1, oy1, ox2, oy2 = r.label_xyxy[0].astype(int)
     assert not (out[oy1, ox1:ox2] == color_for("1")).all()
+
+
+def test_highlighting_a_whole_shows_its_parts_too():
+    h, w = 80, 120
+    whole, part = rect(h, w, 10, 10, 100, 70), rect(h, w, 30, 20, 60, 50)
+    r = place_labels(Regions.from_masks(np.stack([whole, part]), parent=np.array([-1, 0])), font_px=12)
+    image = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = highlight(image, r, ["1"], style=MarkStyle(mask=False, contour=False), dim=0.5)
+    x1, y1, x2, y2 = r.label_xyxy[0].astype(int)
+    keep = whole.copy()
+    keep[y1:y2, x1:x2] = False
+    assert np.array_equal(out[keep], image[keep]), "the part's pixels belong to the whole: not dimmed"
+    assert np.array_equal(out[~whole], np.rint(image[~whole] * 0.5).astype(np.uint8))
+    only_part = highlight(image, r, ["2"], style=MarkStyle(mask=False, contour=False, mark=False), dim=0.5)
+    assert np.array_equal(only_part[part], image[part]) and not np.array_equal(only_part[whole & ~part], image[whole & ~part])
+
+
+def test_whole_contour_is_thicker_and_encloses_its_parts():
+    h, w = 80, 120
+    whole, part = rect(h, w, 10, 10, 100, 70), rect(h, w, 10, 20, 60, 50)  # the part touches the whole's edge
+    r = Regions.from_masks(np.stack([whole, part]), parent=np.array([-1, 0]), labels=["1", "2"])
+    out = draw_marks(np.zeros((h, w, 3), np.uint8), r, MarkStyle(mark=False, mask=False, contour=True, contour_px=1))
+    c1 = np.all(out == color_for("1"), axis=-1)
+    assert c1[30, 10] and c1[30, 11], "2 px whole outline, drawn over its part's outline where they meet"
+    assert np.all(out[30, 59] == color_for("2")) and not np.all(out[30, 58] == color_for("2")), "1 px part outline"
 
 
 def test_highlight_unknown_only_dims_everything(small):

@@ -29,7 +29,7 @@ def assert_layout_ok(r: Regions):
     n = len(r)
     assert r.labels is not None and len(r.labels) == n
     for k, (x, y) in enumerate(r.anchors_xy):
-        assert r.masks[k, y, x], f"anchor of {r.labels[k]} is outside its region"
+        assert r.full_masks()[k, y, x], f"anchor of {r.labels[k]} is outside its region"
     b = r.label_xyxy
     assert np.array_equal(b, np.round(b)), "label boxes are integer"
     assert (b[:, 0] >= 0).all() and (b[:, 1] >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
@@ -218,7 +218,7 @@ def test_place_labels_empty_regions_and_copy():
     src = Regions.from_masks(rect(50, 50, 0, 0, 50, 50)[None])
     out = place_labels(src)
     assert src.labels is None and src.anchors_xy is None, "input not modified"
-    assert out.masks is src.masks or np.array_equal(out.masks, src.masks)
+    assert out.full_masks() is src.full_masks() or np.array_equal(out.full_masks(), src.full_masks())
 
 
 def test_place_labels_deterministic():
@@ -248,5 +248,5 @@ def test_voc_ground_truth_layout(voc, font_px):
     assert_layout_ok(r)
     # with the default font most labels sit on their own region
     if font_px is None:
-        on_own = [r.masks[k][int(y1) : int(y2), int(x1) : int(x2)].mean() > 0.3 for k, (x1, y1, x2, y2) in enumerate(r.label_xyxy)]
+        on_own = [r.full_masks()[k][int(y1) : int(y2), int(x1) : int(x2)].mean() > 0.3 for k, (x1, y1, x2, y2) in enumerate(r.label_xyxy)]
         assert np.mean(on_own) > 0.8

@@ -14,6 +14,7 @@ from PIL import Image
 from som.draw import MarkStyle, draw_marks
 from som.marksfile import regions_from_dict, regions_to_dict
 from som.pipeline import mark, mark_regions
+from som.nest import is_laminar
 from som.refine import RefineOptions
 from som.regions import Regions
 
@@ -26,12 +27,15 @@ def check_invariants(result, image_hw):
     r = result.regions
     h, w = image_hw
     assert result.image.shape == (h, w, 3) and result.image.dtype == np.uint8
-    assert r.masks.shape == (len(r), h, w)
-    assert r.masks.sum(axis=0).max() <= 1, "a pixel belongs to two regions"
+    assert r.image_hw == (h, w)
+    assert is_laminar(r.boxes_px, r.crops, r.parent), "two regions overlap without nesting"
+    visible = Regions.from_crops(r.boxes_px, r.visible_crops(), r.image_hw).full_masks()
+    assert visible.sum(axis=0).max() <= 1, "a pixel is visible in two regions"
     assert (r.areas > 0).all()
+    assert all(p < k for k, p in enumerate(r.parent)), "a whole is numbered before its parts"
     assert r.labels == [str(i) for i in range(1, len(r) + 1)]
     for k, (x, y) in enumerate(r.anchors_xy):
-        assert r.masks[k, y, x], f"anchor of mark {r.labels[k]} is outside its region"
+        assert visible[k, y, x], f"anchor of mark {r.labels[k]} is outside its visible part"
     boxes = r.label_xyxy
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
     assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
@@ -56,7 +60,7 @@ def test_json_picture_and_python_name_the_same_regions(coffee_result):
     r = coffee_result.regions
     doc = json.loads(json.dumps(regions_to_dict(r, coffee_result.settings)))
     back = regions_from_dict(doc)
-    assert np.array_equal(back.masks, r.masks)
+    assert np.array_equal(back.full_masks(), r.full_masks())
     assert back.labels == r.labels
     assert [m["label"] for m in doc["marks"]] == [str(m["id"]) for m in doc["marks"]]
     # the picture is exactly what drawing the decoded JSON regions gives
@@ -105,7 +109,7 @@ def test_mark_regions_from_ground_truth_keeps_numbers_on_objects():
     check_invariants(result, voc["rgb"].shape[:2])
     # every kept region is (a de-overlapped piece of) one ground-truth object
     for k in range(len(result.regions)):
-        m = result.regions.masks[k]
+        m = result.regions.full_masks()[k]
         best = max((m & g).sum() / m.sum() for g in voc["masks"])
         assert best == 1.0
 
@@ -115,7 +119,7 @@ def test_alphabet_mode_and_style_flags():
     style = MarkStyle(label_mode="alphabet", mask=False, contour=False, box=True)
     result = mark_regions(voc["rgb"], voc["masks"], style=style)
     assert result.regions.labels[:3] == ["a", "b", "c"]
-    outside = ~result.regions.masks.any(axis=0)
+    outside = ~result.regions.full_masks().any(axis=0)
     for k, (x1, y1, x2, y2) in enumerate(result.regions.label_xyxy.astype(int)):
         outside[y1:y2, x1:x2] = False
     # no fill: pixels away from boxes and labels are untouched
@@ -156,7 +160,7 @@ def test_mark_many_gives_marks_results_in_order_and_skips_a_bad_image(coffee_res
     assert [g[0] is im for g, im in zip(got, images)] == [True] * 3
     first, bad, last = (g[1] for g in got)
     assert np.array_equal(first.image, coffee_result.image)
-    assert np.array_equal(first.regions.masks, coffee_result.regions.masks)
+    assert np.array_equal(first.regions.full_masks(), coffee_result.regions.full_masks())
     assert isinstance(bad, ImageError)
     one = mark(chelsea, segmenter="mobile-sam", device="cpu")
     assert np.array_equal(last.image, one.image) and last.regions.labels == one.regions.labels

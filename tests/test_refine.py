@@ -113,14 +113,14 @@ def test_refine_fills_small_holes_keeps_large_holes():
     ring_small = rect(h, w, 0, 0, 30, 30) & ~rect(h, w, 10, 10, 12, 12)  # 4 px hole
     ring_large = rect(h, w, 50, 50, 90, 90) & ~rect(h, w, 60, 60, 80, 80)  # 400 px hole
     r = refine(Regions.from_masks(stack(ring_small, ring_large)))
-    assert r.masks[1][10:12, 10:12].all(), "small hole must be filled"  # ring_small is 2nd by area
-    assert not r.masks[0][60:80, 60:80].any(), "large hole must stay"
+    assert r.full_masks()[1][10:12, 10:12].all(), "small hole must be filled"  # ring_small is 2nd by area
+    assert not r.full_masks()[0][60:80, 60:80].any(), "large hole must stay"
 
 
 def test_refine_hole_touching_image_border_is_not_a_hole():
     m = rect(50, 50, 0, 0, 20, 20) & ~rect(50, 50, 0, 5, 1, 7)  # notch on the image edge
     r = refine(Regions.from_masks(m[None]))
-    assert not r.masks[0][5:7, 0].any()
+    assert not r.full_masks()[0][5:7, 0].any()
 
 
 def test_refine_removes_small_islands_keeps_largest():
@@ -129,13 +129,13 @@ def test_refine_removes_small_islands_keeps_largest():
     speck = rect(h, w, 80, 80, 82, 82)  # 4 px < 5 px island threshold
     big_piece = rect(h, w, 60, 0, 80, 20)
     r = refine(Regions.from_masks(stack(body | speck | big_piece)))
-    assert not r.masks[0][80:82, 80:82].any()
-    assert r.masks[0][0:20, 60:80].all(), "islands above the threshold stay"
+    assert not r.full_masks()[0][80:82, 80:82].any()
+    assert r.full_masks()[0][0:20, 60:80].all(), "islands above the threshold stay"
     assert r.xyxy[0].tolist() == [0, 0, 80, 40], "xyxy recomputed from the cleaned mask"
     # a region made only of small pieces keeps its largest piece (then min-area decides)
     dots = rect(h, w, 0, 0, 2, 2) | rect(h, w, 10, 10, 13, 13)
     r = refine(Regions.from_masks(dots[None]), RefineOptions(min_area_px=1))
-    assert r.masks[0].sum() == 9
+    assert r.full_masks()[0].sum() == 9
 
 
 def _clean_by_labelling(m, max_hole, max_island):
@@ -193,8 +193,8 @@ def test_refine_removes_islands_cut_off_by_smaller_regions():
     # a smaller region that cuts a 2x2 corner off `big`
     wall = rect(h, w, 0, 56, 60, 58) | rect(h, w, 56, 56, 58, 60)
     out = refine(Regions.from_masks(stack(big, wall)))
-    assert_disjoint(out.masks)
-    assert not out.masks[0][58:60, 58:60].any(), "the cut-off sliver of `big` goes"
+    assert_disjoint(out.full_masks())
+    assert not out.full_masks()[0][58:60, 58:60].any(), "the cut-off sliver of `big` goes"
 
 
 def test_refine_order_area_desc_then_top_left_then_index():
@@ -249,14 +249,14 @@ def test_refine_on_voc_disjoint_ordered_and_idempotent(voc):
     r = refine(Regions.from_masks(masks, scores=scores))
     h, w = r.image_hw
     assert 0 < len(r) <= len(masks)
-    assert_disjoint(r.masks)
+    assert_disjoint(r.full_masks())
     areas = r.areas
     assert (areas >= RefineOptions().min_area(h, w)).all()
     assert (np.diff(areas) <= 0).all(), "area descending"
-    assert np.array_equal(r.xyxy, masks_to_xyxy(r.masks))
+    assert np.array_equal(r.xyxy, masks_to_xyxy(r.full_masks()))
     assert set(np.round(r.scores, 6)) <= set(np.round(scores.astype(np.float32), 6))
     again = refine(r)
-    assert np.array_equal(again.masks, r.masks), "refine must be idempotent"
+    assert np.array_equal(again.full_masks(), r.full_masks()), "refine must be idempotent"
     assert np.array_equal(again.scores, r.scores)
 
 
@@ -276,9 +276,9 @@ def test_refine_idempotent_random_blobs(seed):
         masks.append(m)
     opts = RefineOptions(min_area_px=12, fill_holes_frac=0.004, remove_islands_frac=0.004)
     r = refine(Regions.from_masks(np.stack(masks)), opts)
-    assert_disjoint(r.masks)
+    assert_disjoint(r.full_masks())
     again = refine(r, opts)
-    assert np.array_equal(again.masks, r.masks)
+    assert np.array_equal(again.full_masks(), r.full_masks())
 
 
 def test_refine_rejects_non_regions():

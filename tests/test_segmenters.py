@@ -61,12 +61,12 @@ def test_runnable_set_covers_the_registry_families():
 def test_segment_everything_contract(segmenter):
     regions = segmenter.segment_everything(PHOTO)
     n = len(regions)
-    assert regions.masks.shape == (n, *PHOTO.shape[:2]) and regions.masks.dtype == bool
+    assert regions.full_masks().shape == (n, *PHOTO.shape[:2]) and regions.full_masks().dtype == bool
     assert regions.scores is not None and regions.scores.shape == (n,)
     if segmenter.name != "sam-vit-b":  # random weights may find nothing; real models must
         assert n >= 5
         assert (regions.areas > 0).all()
-    ys, xs = np.nonzero(regions.masks[0]) if n else ([0], [0])
+    ys, xs = np.nonzero(regions.full_masks()[0]) if n else ([0], [0])
     if n:
         assert regions.xyxy[0].tolist() == [min(xs), min(ys), max(xs) + 1, max(ys) + 1]
 
@@ -80,13 +80,13 @@ def test_segment_prompts_contract(segmenter):
     if not gt[k, y, x]:
         y, x = ys[len(ys) // 2], xs[len(xs) // 2]
     one = segmenter.segment_prompts(PHOTO, points_xy=np.array([[x, y]]), point_labels=np.array([1]))
-    assert len(one) == 1 and one.masks.shape[1:] == PHOTO.shape[:2]
+    assert len(one) == 1 and one.full_masks().shape[1:] == PHOTO.shape[:2]
     boxed = segmenter.segment_prompts(PHOTO, box_xyxy=np.array([xs.min(), ys.min(), xs.max(), ys.max()]))
     assert len(boxed) == 1
     if segmenter.name != "sam-vit-b":
-        assert one.masks[0, y, x], "the clicked pixel must be inside its region"
-        inter = (boxed.masks[0] & gt[k]).sum()
-        assert inter / (boxed.masks[0] | gt[k]).sum() > 0.5
+        assert one.full_masks()[0, y, x], "the clicked pixel must be inside its region"
+        inter = (boxed.full_masks()[0] & gt[k]).sum()
+        assert inter / (boxed.full_masks()[0] | gt[k]).sum() > 0.5
     with pytest.raises(ValueError):
         segmenter.segment_prompts(PHOTO)
 

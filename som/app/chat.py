@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS, availability, granularity
+from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, SPECS, availability, granularity, granularity_choices
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,6 @@ def segmenter_choices() -> list[tuple[str, str]]:
     return [(name if availability(name)[0] else f"{name} (unavailable)", name) for name in SPECS]
 
 
-def granularity_choices() -> list[tuple[str, int]]:
-    return [(f"{g.level} {g.name}", g.level) for g in GRANULARITY_LEVELS.values()]
-
-
 def example_images() -> list[str]:
     if not ASSETS_DIR.is_dir():
         return []
@@ -292,6 +288,7 @@ class ChatSession:
         The click says what the user wants, so the new region takes its pixels from the marks it
         overlaps; those keep their numbers unless nothing of them is left (then marks renumber).
         """
+        from som.cropmask import intersection_px, subtract
         from som.pipeline import mark_regions
         from som.refine import RefineOptions
         from som.regions import Regions
@@ -307,28 +304,42 @@ class ChatSession:
         seg = segmenters.get(segmenter)
         with segmenters.lock:
             out = seg.segment_prompts(self.source, points_xy=np.array([[x, y]], np.float32), point_labels=np.array([1]))
-        new = out.masks[0] if len(out) else np.zeros((h, w), bool)
+        new = out[:1] if len(out) else Regions.empty(h, w)
+        new_box, new_crop = (new.boxes_px[0], new.crops[0]) if len(new) else (np.zeros(4, np.int64), np.zeros((0, 0), bool))
+        new_area = int(np.count_nonzero(new_crop))
         min_px = RefineOptions().min_area(h, w)
-        if int(new.sum()) < max(1, min_px):
+        if new_area < max(1, min_px):
             raise UserError(f"nothing added: {seg.name} found no region at ({x:.0f}, {y:.0f})")
-        old = marks.regions.masks
+        old = marks.regions
+        inter = np.array([intersection_px(c, b, new_crop, new_box) for b, c in zip(old.boxes_px, old.crops)], np.int64)
         if len(old):
-            inter = (old & new).sum(axis=(1, 2))
-            union = (old | new).sum(axis=(1, 2))
-            best = int(np.argmax(inter / np.maximum(union, 1)))
-            if inter[best] / max(union[best], 1) > 0.9:
-                raise UserError(f"that region is already mark {marks.regions.labels[best]}; nothing added")
-        rest = old & ~new
-        keep = rest.sum(axis=(1, 2)) >= max(1, min_px)
-        masks = np.concatenate([rest[keep], new[None]], axis=0)
+            iou = inter / np.maximum(old.areas + new_area - inter, 1)
+            best = int(np.argmax(iou))
+            if iou[best] > 0.9:
+                raise UserError(f"that region is already mark {old.labels[best]}; nothing added")
+        # the new mark takes its pixels from the marks it overlaps (wholes and parts alike: what
+        # is left of a part stays inside what is left of its whole, so the nesting holds)
+        rest = []
+        for b, c, i in zip(old.boxes_px, old.crops, inter):
+            c = c.copy() if i else c
+            if i:
+                subtract(c, b, new_crop, new_box)
+            rest.append(c)
+        keep = np.array([np.count_nonzero(c) >= max(1, min_px) for c in rest], bool)
+        kept = Regions(rest, old.boxes_px, (h, w), parent=old.parent)[np.flatnonzero(keep)]
+        kept = Regions.from_crops(kept.boxes_px, kept.crops, (h, w), parent=kept.parent)
+        marked = Regions(
+            [*kept.crops, new_crop], np.concatenate([kept.boxes_px, new_box[None]]), (h, w),
+            parent=np.concatenate([kept.parent, [-1]]),
+        )
         with segmenters.lock:
-            result = mark_regions(self.source, Regions.from_masks(masks), style=marks.style, refine_options=None)
+            result = mark_regions(self.source, marked, style=marks.style, refine_options=None)
         result.settings.update({k: v for k, v in marks.settings.items() if k not in result.settings or result.settings[k] is None})
         n = len(result.regions)
         dropped = int((~keep).sum())
         note = f"; {dropped} mark(s) it covered were removed, so marks were renumbered" if dropped else ""
         self._set_marks(result, f"added mark {n} at ({x:.0f}, {y:.0f}), {n} marks{note}")
-        self.status = f"**Added mark {n}** ({int(new.sum())} px) at ({x:.0f}, {y:.0f}) with {seg.name}{note}. {n} marks now."
+        self.status = f"**Added mark {n}** ({new_area} px) at ({x:.0f}, {y:.0f}) with {seg.name}{note}. {n} marks now."
         return self.status
 
     # ---- conversation --------------------------------------------------
@@ -516,7 +527,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
                     gr.Examples(examples=[[p] for p in examples], inputs=[upload], label="Examples")
                 with gr.Row():
                     segmenter = gr.Dropdown(segmenter_choices(), value=defaults.segmenter, label="Segmenter", scale=1)
-                    level = gr.Radio(granularity_choices(), value=int(defaults.granularity), label="Granularity (parts … wholes)", scale=2)
+                    level = gr.Radio(granularity_choices(), value=int(defaults.granularity), label="Granularity (parts … wholes, or nested: wholes with their parts)", scale=2)
                 picture = gr.Image(label="Marked image · click a spot to add a region", type="numpy", format="png", interactive=False,
                                    height=520, elem_id="som-chat-image", buttons=["download", "fullscreen"])
                 status = gr.Markdown("Upload an image or pick an example.", label="status", show_label=False, elem_id="som-status")

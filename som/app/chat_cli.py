@@ -14,13 +14,13 @@ from typing import Any
 
 
 def add_chat_options(p: argparse.ArgumentParser) -> None:
-    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, SPECS
+    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
 
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7861, help="port (default: %(default)s)")
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link")
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
-    p.add_argument("--granularity", default=str(DEFAULT_LEVEL), help="1/parts, 2/objects, 3/wholes (default %(default)s)")
+    p.add_argument("--granularity", default=str(DEFAULT_LEVEL), help=GRANULARITY_HELP)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--base-url", help="default endpoint, e.g. http://localhost:11434/v1 (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", help="default model (default: $SOM_MODEL, else gpt-4o)")

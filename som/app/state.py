@@ -4,14 +4,19 @@ A `ToolboxSession` holds one user's image, regions and downloads. The Gradio lay
 (`som.app.toolbox`) keeps one per browser session in a `gr.State` and only converts
 widgets to arguments; everything here is testable without a server.
 
-Regions are stored as one (H, W) int32 label map: 0 is background, k is region k
-(1-based, in label order). Disjointness therefore holds by construction, and memory
-does not grow with the number of regions.
+Regions are stored as one (H, W) int32 label map of their *visible parts* (0 is
+background, k is region k, 1-based, in label order) plus each region's parent (0 for a
+root). A region's full mask is its visible part plus its descendants'. Laminarity (any two
+regions disjoint or nested) therefore holds by construction, and memory does not grow
+with the number of regions.
 
 Rules of interactive editing:
-* a gesture (point, box, stroke) makes one new region with the next label;
-  existing regions keep their labels and their pixels: a new region only gets
+* a gesture (point, box, stroke) on background makes one new root region with the next
+  label; existing regions keep their labels and their pixels: a new region only gets
   pixels nobody owns (documented rule: **first come keeps its pixels**);
+* a gesture inside a mark whose segment lies (mostly) inside that mark adds it as a
+  **part** of that mark (it takes the mark's visible pixels); a segment that repeats the
+  mark adds nothing and names the mark (clicking a part names the part, not its whole);
 * "+/- point to last region" re-decodes the last gesture's prompts with the
   extra point, so a region can be grown or trimmed;
 * undo removes the last region, clear removes all;
@@ -34,7 +39,7 @@ import numpy as np
 from som.draw import MarkStyle
 from som.imageio import ImageError, ImageLike, load_image, resize_rgb, working_size
 from som.refine import RefineOptions, clean_masks
-from som.regions import Regions, masks_to_xyxy
+from som.regions import Regions
 
 MAX_SIDE_PX = 2048  # larger uploads are worked on (and downloaded) at this size
 MIN_SIDE_PX = 16
@@ -155,7 +160,7 @@ class Rendered:
     warning: str | None = None
 
 
-TABLE_HEADERS = ["label", "area", "x1", "y1", "x2", "y2", "score", "made by"]
+TABLE_HEADERS = ["label", "part of", "area", "x1", "y1", "x2", "y2", "score", "made by"]
 
 
 @dataclass
@@ -164,7 +169,8 @@ class ToolboxSession:
 
     source: np.ndarray | None = None
     image_name: str = "image"
-    label_map: np.ndarray | None = None  # (H, W) int32, 0 = background, k = region k
+    label_map: np.ndarray | None = None  # (H, W) int32 visible parts: 0 = background, k = region k
+    parents: list[int] = field(default_factory=list)  # region k's parent label, 0 for a root
     scores: list[float] = field(default_factory=list)
     gestures: list[Gesture] = field(default_factory=list)
     segmenters_used: list[str] = field(default_factory=list)
@@ -216,7 +222,7 @@ class ToolboxSession:
     def clear(self) -> None:
         h, w = self.require_image().shape[:2]
         self.label_map = np.zeros((h, w), np.int32)
-        self.scores, self.gestures, self.segmenters_used = [], [], []
+        self.scores, self.gestures, self.segmenters_used, self.parents = [], [], [], []
         self.auto_settings, self.box_corner = None, None
         self.version += 1
 
@@ -227,7 +233,9 @@ class ToolboxSession:
         if not self.gestures:
             return False
         k = len(self.gestures)
-        self.label_map[self.label_map == k] = 0
+        parent = self.parents.pop()
+        self.label_map[self.label_map == k] = parent  # its pixels go back to its whole
+        self.parents = [parent if p == k else p for p in self.parents]
         self.gestures.pop()
         self.scores.pop()
         self.segmenters_used.pop()
@@ -235,22 +243,31 @@ class ToolboxSession:
         return True
 
     # ---- regions --------------------------------------------------------
+    def _full_crop(self, label: int) -> tuple[np.ndarray, np.ndarray]:
+        """(box, crop) of region `label`'s full mask: its visible part and its descendants'."""
+        from som.cropmask import tighten
+
+        members = {label}
+        for k in range(label + 1, self.n_regions + 1):  # a part is added after its whole
+            if self.parents[k - 1] in members:
+                members.add(k)
+        mask = np.isin(self.label_map, sorted(members))
+        h, w = mask.shape
+        return tighten(np.array([0, 0, w, h]), mask)
+
     def regions(self) -> Regions:
-        """The current regions (disjoint masks in label order)."""
-        h, w = self.require_image().shape[:2]
-        n = self.n_regions
-        masks = self.label_map[None] == np.arange(1, n + 1, dtype=np.int32)[:, None, None] if n else np.zeros((0, h, w), bool)
-        return Regions(masks=masks, xyxy=masks_to_xyxy(masks), scores=np.asarray(self.scores, np.float32))
+        """The current regions in label order (visible parts disjoint, parents set)."""
+        self.require_image()
+        parent = np.array([p - 1 for p in self.parents], np.int32)
+        return Regions.from_visible_map(self.label_map, parent, scores=np.asarray(self.scores, np.float32))
 
     def set_automatic(self, regions: Regions, settings: dict) -> None:
-        """Replace all regions with an automatic result (disjoint, in label order)."""
+        """Replace all regions with an automatic result (flat or nested, in label order)."""
         h, w = self.require_image().shape[:2]
         if regions.image_hw != (h, w):
             regions = regions.resized(h, w)
-        lm = np.zeros((h, w), np.int32)
-        for k, m in enumerate(regions.masks):
-            lm[m & (lm == 0)] = k + 1
-        self.label_map = lm
+        self.label_map = regions.label_map()
+        self.parents = [int(p) + 1 for p in regions.parent]
         n = len(regions)
         self.scores = [1.0] * n if regions.scores is None else [float(s) for s in regions.scores]
         self.gestures = [Gesture("auto") for _ in range(n)]
@@ -259,12 +276,13 @@ class ToolboxSession:
         self.box_corner = None
         self.version += 1
 
-    def _free_part(self, mask: np.ndarray, min_area_px: int, own_label: int | None = None) -> np.ndarray:
-        """Clean the new mask, keep only pixels nobody else owns, drop crumbs."""
+    def _free_part(self, mask: np.ndarray, min_area_px: int, own_label: int | None = None, within: int = 0) -> np.ndarray:
+        """Clean the new mask, keep only pixels nobody else owns (or, for a part, the visible
+        pixels of its whole `within`), drop crumbs."""
         h, w = mask.shape
         crumbs = max(1, int(0.0005 * h * w))
         mask = clean_masks(mask[None], crumbs, crumbs)[0]
-        free = self.label_map == 0
+        free = self.label_map == within
         if own_label is not None:
             free |= self.label_map == own_label
         mask = mask & free
@@ -278,7 +296,7 @@ class ToolboxSession:
         box = np.asarray(gesture.box_xyxy, np.float32) if gesture.box_xyxy is not None else None
         out = segmenter.segment_prompts(self.source, points_xy=pts, point_labels=lbl, box_xyxy=box)
         score = 1.0 if out.scores is None else float(out.scores[0])
-        return out.masks[0], score
+        return out.mask(0) if len(out) else np.zeros(self.source.shape[:2], bool), score
 
     def _check_xy(self, x: float, y: float) -> tuple[float, float]:
         h, w = self.require_image().shape[:2]
@@ -295,22 +313,51 @@ class ToolboxSession:
         self.require_image()
         self.box_corner = None
         mask, score = self._segment(segmenter, gesture)
-        mask = self._free_part(mask, min_area_px)
+        whole = self._whole_for(mask, gesture)
+        mask = self._free_part(mask, min_area_px, within=whole)
         area = int(mask.sum())
         if area < max(1, min_area_px):
             owner = self._owner_at(gesture)
-            why = f"it falls inside region {owner}" if owner else "the segmenter found no region there"
+            why = f"it falls inside {self._describe(owner)}" if owner else "the segmenter found no region there"
             raise NothingAdded(
                 f"nothing added: {why} (free part {area} px, minimum {min_area_px} px). "
                 "Undo or clear to redo a region, or lower the minimum area."
             )
+        if whole and int(np.count_nonzero(self.label_map == whole)) - area < max(1, min_area_px):
+            raise NothingAdded(
+                f"nothing added: it falls inside {self._describe(whole)}, and as a part it would cover all "
+                "that is left of it; undo a part first, or lower the minimum area"
+            )
         k = self.n_regions + 1
         self.label_map[mask] = k
+        self.parents.append(whole)
         self.gestures.append(gesture)
         self.scores.append(score)
         self.segmenters_used.append(segmenter.name)
         self.version += 1
-        return f"added region {k} ({area} px) from a {gesture.kind}"
+        part = f" as a part of region {whole}" if whole else ""
+        return f"added region {k} ({area} px) from a {gesture.kind}{part}"
+
+    def _describe(self, label: int) -> str:
+        whole = self.parents[label - 1]
+        return f"region {label}" + (f" (a part of region {whole})" if whole else "")
+
+    def _whole_for(self, mask: np.ndarray, gesture: Gesture, contain_frac: float = 0.8, dup_iou: float = 0.85) -> int:
+        """The region a new segment is a part of: the one under the gesture's first positive
+        point, when the segment lies mostly inside it without repeating it (0: none)."""
+        owner = self._owner_at(gesture)
+        area = int(mask.sum())
+        if not owner or area == 0:
+            return 0
+        box, crop = self._full_crop(owner)
+        from som.cropmask import intersection_px
+
+        h, w = mask.shape
+        inter = intersection_px(mask, np.array([0, 0, w, h]), crop, box)
+        union = area + int(crop.sum()) - inter
+        if inter >= contain_frac * area and inter < dup_iou * union:
+            return owner
+        return 0
 
     def _owner_at(self, gesture: Gesture) -> int:
         for (x, y), lab in zip(gesture.points_xy, gesture.point_labels):
@@ -375,7 +422,7 @@ class ToolboxSession:
             raise UserError(f"region {k} came from automatic mode; refine works on regions you added by hand")
         trial = Gesture(last.kind, [*last.points_xy, [x, y]], [*last.point_labels, int(bool(positive))], last.box_xyxy)
         mask, score = self._segment(segmenter, trial)
-        mask = self._free_part(mask, min_area_px, own_label=k)
+        mask = self._free_part(mask, min_area_px, own_label=k, within=self.parents[-1])
         area = int(mask.sum())
         if area < max(1, min_area_px):
             raise NothingAdded(f"region {k} would be empty with that point ({area} px); nothing changed")
@@ -433,9 +480,10 @@ class ToolboxSession:
             old.unlink(missing_ok=True)
         Image.fromarray(self._hints(result.image)).save(canvas_path, quality=92)
         regions = result.regions
+        labels = regions.labels or []
         rows = [
-            [lab, int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
-            for lab, a, box, s, g in zip(regions.labels or [], regions.areas, regions.xyxy, self.scores, self.gestures)
+            [lab, labels[p] if p >= 0 else "", int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
+            for lab, p, a, box, s, g in zip(labels, regions.parent, regions.areas, regions.xyxy, self.scores, self.gestures)
         ]
         files = self.write_downloads() if downloads else (None, None, None)
         return Rendered(str(canvas_path), rows, status, *files, warning)

@@ -33,7 +33,7 @@ from som.app.state import (
     make_style,
 )
 from som.imageio import ImageError
-from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS, availability
+from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS, availability, granularity_choices
 
 log = logging.getLogger("som.app")
 
@@ -218,7 +218,7 @@ class Handlers:
         options = make_refine_options(min_area)
         level = int(round(float(granularity)))
         if level not in GRANULARITY_LEVELS:
-            raise UserError(f"granularity must be 1, 2 or 3, got {granularity}")
+            raise UserError(f"granularity must be one of {sorted(GRANULARITY_LEVELS)}, got {granularity}")
         progress(0.0, desc=f"loading {segmenter}")
         seg = self.pool.get(segmenter)
 
@@ -406,8 +406,9 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
                                         elem_id="som-segmenter")
                 seg_info = gr.Markdown(h.segmenter_info(default_segmenter) if availability(default_segmenter)[0]
                                        else f"⚠️ `{default_segmenter}`: {availability(default_segmenter)[1]}")
-                granularity = gr.Slider(1, 3, value=DEFAULT_LEVEL, step=1, label="Granularity",
-                                        info="1 parts · 2 objects · 3 wholes (automatic mode)")
+                granularity = gr.Radio(granularity_choices(), value=DEFAULT_LEVEL, label="Granularity",
+                                       info="flat: 1 parts · 2 objects · 3 wholes; 4 nested: wholes with their "
+                                            "parts inside them (automatic mode)")
                 run_btn = gr.Button("Run automatic", variant="primary", elem_id="som-run")
                 with gr.Accordion("Marks", open=True):
                     marks = gr.CheckboxGroup(list(MARK_TYPES), value=DEFAULT_MARKS, label="Mark types")

@@ -40,6 +40,7 @@ from som.dataset.tasks import (
 )
 from som.draw import MarkStyle
 from som.refine import RefineOptions
+from som.segmenters.base import DEFAULT_LEVEL
 
 FORMAT = "som.dataset"
 VERSION = 1
@@ -64,7 +65,7 @@ class BuildConfig:
     crowd: str = "skip"
     image_format: str = "png"
     segmenter: str = "mobile-sam"
-    granularity: str = "2"
+    granularity: str = str(DEFAULT_LEVEL)
     style: MarkStyle = MarkStyle()
     refine: RefineOptions = RefineOptions()
     max_side_px: int = 2048
@@ -147,20 +148,23 @@ def segment_job(job: ImageJob, cfg: BuildConfig, segmenter: Any) -> dict:
     """Segment + refine at the working size, as `som.pipeline.mark` does. Returns
     {"labels": packed (h, w) uint16 label map (0 = none, k+1 = region k), "scores": bytes}."""
     from som.imageio import resize_rgb, working_size
+    from som.pipeline import refine_options_for
     from som.refine import refine
 
     source = _load(job)
     h, w = source.shape[:2]
     wh, ww = working_size(h, w, cfg.max_side_px)
     candidates = segmenter.segment_everything(resize_rgb(source, wh, ww), cfg.granularity)
-    regions = refine(candidates, cfg.refine)
+    regions = refine(candidates, refine_options_for(cfg.granularity, cfg.refine))
     if len(regions) >= 65535:
         raise SkipImage(f"{len(regions)} regions; at most 65534 fit a mark map")
-    label_map = np.zeros((wh, ww), np.uint16)
-    for k, m in enumerate(regions.masks):  # disjoint after refine
-        label_map[m] = k + 1
+    label_map = regions.label_map().astype(np.uint16)  # visible parts: disjoint, wholes via parents
     scores = np.zeros(len(regions), np.float32) if regions.scores is None else regions.scores
-    return {"labels": _pack_label_map(label_map), "scores": scores.astype(np.float32).tobytes()}
+    return {
+        "labels": _pack_label_map(label_map),
+        "scores": scores.astype(np.float32).tobytes(),
+        "parents": regions.parent.astype(np.int32).tobytes(),
+    }
 
 
 # ---------------------------------------------------------------- stage 2: finish
@@ -205,7 +209,9 @@ def _facts(regions, meta_by_mark: list[dict] | None, label_mode: str, complete: 
     for k, label in enumerate(regions.labels or []):
         x, y = regions.anchors_xy[k]
         cat = None if meta_by_mark is None else meta_by_mark[k]["category"]
-        infos.append(MarkInfo(label=label, category=cat, position=position_phrase(x + 0.5, y + 0.5, w, h)))
+        p = int(regions.parent[k])
+        whole = regions.labels[p] if p >= 0 else None
+        infos.append(MarkInfo(label=label, category=cat, position=position_phrase(x + 0.5, y + 0.5, w, h), part_of=whole))
     return ImageFacts(marks=tuple(infos), label_mode=label_mode, complete=complete)
 
 
@@ -241,6 +247,7 @@ def _encode_image(image: np.ndarray, fmt: str) -> bytes:
 
 def finish_job(job: ImageJob, cfg: BuildConfig, segmented: dict | None = None) -> dict:
     """Mark one image and make its records. Returns {"image": bytes, "marks": str, "part": str}."""
+    from som.cropmask import intersection_px
     from som.marksfile import regions_to_dict
     from som.pipeline import mark_regions
     from som.regions import Regions
@@ -254,7 +261,8 @@ def finish_job(job: ImageJob, cfg: BuildConfig, segmented: dict | None = None) -
         regions = result.regions
         src = [int(s) for s in regions.scores] if len(regions) else []
         for k, i in enumerate(src):  # refine keeps scores with their regions: the source annotation
-            if (regions.masks[k] & ~candidates.masks[i]).any():
+            inside = intersection_px(regions.crops[k], regions.boxes_px[k], candidates.crops[i], candidates.boxes_px[i])
+            if inside != regions.areas[k]:
                 raise RuntimeError("a refined region is not part of its annotation; refine's score contract changed")
         meta_by_mark = [meta[i] for i in src]
         dropped = sorted(set(range(len(meta))) - set(src))
@@ -272,9 +280,9 @@ def finish_job(job: ImageJob, cfg: BuildConfig, segmented: dict | None = None) -
             raise ValueError("finish_job needs the segment stage's output for a segmenter dataset")
         label_map = _unpack_label_map(segmented["labels"])
         scores = np.frombuffer(segmented["scores"], np.float32)
-        n = len(scores)
-        masks = label_map[None] == np.arange(1, n + 1, dtype=np.uint16)[:, None, None]
-        regions = Regions.from_masks(masks, scores=scores.copy()).resized(h, w)
+        parents = np.frombuffer(segmented.get("parents", b""), np.int32)
+        parents = parents.copy() if len(parents) == len(scores) else np.full(len(scores), -1, np.int32)
+        regions = Regions.from_visible_map(label_map, parents, scores=scores.copy()).resized(h, w)
         result = mark_regions(source, regions, style=cfg.style, refine_options=None)
         regions = result.regions
         meta_by_mark, complete = None, frozenset()

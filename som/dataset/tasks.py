@@ -41,11 +41,13 @@ QA_TEMPLATES = {
 
 @dataclass(frozen=True)
 class MarkInfo:
-    """What a record may say about one mark: its label, category (None when unknown) and position."""
+    """What a record may say about one mark: its label, category (None when unknown), position,
+    and the label of the mark it is a part of (None for a whole or a flat mark)."""
 
     label: str
     category: str | None
     position: str
+    part_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,13 @@ def listing_instruction(facts: ImageFacts, rng: random.Random) -> str:
 
 
 def listing_answer(facts: ImageFacts, descriptions: dict[str, str] | None = None) -> str:
-    """One line per mark, in order: `[k] text` (parseable by som.llm.parse_mark_lines)."""
+    """One line per mark, in order: `[k] text`, with ` (part of [j])` for a part of mark j
+    (parseable by som.llm.parse_mark_lines)."""
     descriptions = descriptions or {}
-    return "\n".join(f"[{m.label}] {descriptions.get(m.label) or describe(m)}" for m in facts.marks)
+    return "\n".join(
+        f"[{m.label}] {descriptions.get(m.label) or describe(m)}" + (f" (part of [{m.part_of}])" if m.part_of else "")
+        for m in facts.marks
+    )
 
 
 def qa_candidates(facts: ImageFacts) -> list[tuple[str, dict]]:

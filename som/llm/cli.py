@@ -54,7 +54,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         add_marking_options(p)
     else:  # pragma: no cover
         g = p.add_argument_group("marking")
-        g.add_argument("--granularity", help="1/parts, 2/objects, 3/wholes")
+        g.add_argument("--granularity", help="1/parts, 2/objects, 3/wholes, 4/nested")
         g.add_argument("--segmenter", help="segmenter name (see `som segmenters`)")
         g.add_argument("--label-mode", choices=["number", "alphabet"], help="marks as 1, 2, 3… or a, b, c…")
     p.set_defaults(func=run)

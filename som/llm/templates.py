@@ -46,6 +46,8 @@ _RULE = (
 )
 _SEEN = (
     "The image shows {n} regions, each with a {mark_kind} mark ({labels}) drawn on it. "
+    "A region can contain other marked regions: a whole object (drawn with a thicker outline) holds "
+    "the marks of its parts, and its own mark means the whole object, parts included. "
 )
 
 
@@ -165,7 +167,8 @@ BUILTIN_TEMPLATES: dict[str, PromptTemplate] = {
             description="two images: find the marks of image 1 again in image 2",
             system=(
                 "You compare two images. Image 1 has {mark_kind} marks ({labels}); image 2 has its own marks "
-                "({labels2}). Whenever you mention a mark, write it in square brackets, like [{ex1}]."
+                "({labels2}). A mark can be a whole object that contains the marks of its parts. "
+                "Whenever you mention a mark, write it in square brackets, like [{ex1}]."
             ),
             user=(
                 "For every mark of image 1, find the same object in image 2. Write one line per mark of image 1: "

@@ -12,7 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from som.segmenters.base import DEFAULT_LEVEL, GRANULARITY_LEVELS, Granularity, Segmenter, granularity
+from som.segmenters.base import (
+    DEFAULT_LEVEL,
+    GRANULARITY_HELP,
+    GRANULARITY_LEVELS,
+    Granularity,
+    Segmenter,
+    granularity,
+    granularity_choices,
+)
 
 DEFAULT_SEGMENTER = "mobile-sam"
 CHECKPOINT_DIR_ENV = "SOM_CHECKPOINT_DIR"
@@ -123,6 +131,7 @@ def build_segmenter(
 
 __all__ = [
     "DEFAULT_LEVEL",
+    "GRANULARITY_HELP",
     "DEFAULT_SEGMENTER",
     "GRANULARITY_LEVELS",
     "Granularity",
@@ -132,5 +141,6 @@ __all__ = [
     "availability",
     "build_segmenter",
     "granularity",
+    "granularity_choices",
     "list_segmenters",
 ]

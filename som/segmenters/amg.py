@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from som.nest import AREA_BONUS_PER_E_FOLD, nest
 from som.regions import Regions
 from som.segmenters.base import Granularity, ProgressFn
 from som.segmenters.upsample import masks_to_boxes
@@ -43,9 +44,9 @@ class AmgOptions:
         covered by preferred candidates (granularity decides which are preferred).
     """
 
-    points_per_side: int = 16
+    points_per_side: int = 24
     coarse_points_per_side: int = 8
-    max_points: int = 96
+    max_points: int = 160
     points_per_batch: int = 0
     pad_batches: bool = False
     pred_iou_thresh: float = 0.86
@@ -103,7 +104,16 @@ def select_near_partition(bits: np.ndarray, order: np.ndarray, max_overlap_frac:
     return kept
 
 
-AREA_BONUS_PER_E_FOLD = 0.01  # "score" preference: predicted IoU + this * ln(area)
+def select_nested(cands: "Candidates", idx: np.ndarray, order: np.ndarray) -> list[int]:
+    """Which candidates `idx[order]` survive nesting (som.nest) on their low-res masks: a cheap
+    pre-selection, so only survivors are upsampled; refine nests them again at full size.
+    Returns positions into idx, in keeping order."""
+    low_h, low_w = cands.logits.shape[1:]
+    bits = np.unpackbits(cands.bits[idx], axis=1, count=low_h * low_w).reshape(len(idx), low_h, low_w).view(bool)
+    boxes = cands.boxes[torch.as_tensor(idx, dtype=torch.int64, device=cands.boxes.device)].cpu().numpy().astype(np.int64)
+    crops = [m[y1:y2, x1:x2] for m, (x1, y1, x2, y2) in zip(bits, boxes)]
+    source, _, _, _ = nest(boxes, crops, order, 1)
+    return source.tolist()
 
 
 def preference_order(gran: Granularity, areas: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -263,7 +273,10 @@ def select(seg, emb, cands: Candidates, gran: Granularity, opts: AmgOptions) -> 
     keep = batched_nms(cands.boxes[idx], cands.scores[idx], torch.zeros_like(idx), opts.box_nms_thresh)
     idx = idx[keep]
     order = preference_order(gran, cands.areas[idx], cands.scores[idx]).cpu().numpy()
-    chosen = select_near_partition(cands.bits[idx.cpu().numpy()], order, opts.max_overlap_frac)
+    if gran.nested:
+        chosen = select_nested(cands, idx.cpu().numpy(), order)
+    else:
+        chosen = select_near_partition(cands.bits[idx.cpu().numpy()], order, opts.max_overlap_frac)
     idx = idx[torch.tensor(chosen, dtype=torch.int64, device=dev)]
     logits, scores = cands.logits[idx], cands.scores[idx]
 
@@ -276,8 +289,7 @@ def _to_regions(seg, emb, logits: torch.Tensor, scores: torch.Tensor) -> Regions
     low_h, low_w = logits.shape[1:]
     padded = torch.full((len(logits), 256, 256), -1e4, device=logits.device)
     padded[:, :low_h, :low_w] = logits
-    masks, boxes = seg.masks(emb, padded)
-    return Regions(masks=masks, xyxy=boxes, scores=scores.cpu().numpy())
+    return seg.to_regions(emb, padded, scores.cpu().numpy())
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ class Granularity:
     min_area_frac / max_area_frac: area window of kept masks as a fraction of the image.
     prefer: which candidates win where they overlap: "small", "score" or "large".
     superpixel_segments: target segment count for the superpixel backend.
+    nested: keep wholes and their parts together as nested regions (som.nest) instead of one
+        flat partition; mask_indices, the area window and `prefer` still choose the candidates.
     """
 
     level: int
@@ -34,18 +36,32 @@ class Granularity:
     max_area_frac: float
     prefer: str
     superpixel_segments: int
+    nested: bool = False
 
 
 GRANULARITY_LEVELS: dict[int, Granularity] = {
     1: Granularity(1, "parts", (0, 1), 0.0005, 0.25, "small", 120),
     2: Granularity(2, "objects", (0, 1, 2), 0.001, 0.85, "score", 60),
     3: Granularity(3, "wholes", (1, 2), 0.004, 0.95, "large", 25),
+    4: Granularity(4, "nested", (0, 1, 2), 0.001, 0.95, "score", 60, nested=True),
 }
-DEFAULT_LEVEL = 2
+DEFAULT_LEVEL = 4  # nested: on voc/arc2017 + 5 labelme photos it matches more objects than any flat level
+
+
+GRANULARITY_HELP = (
+    "1/parts, 2/objects, 3/wholes (flat partitions, finer to coarser) or 4/nested "
+    f"(wholes with their parts inside them); default {DEFAULT_LEVEL}"
+)
+
+
+def granularity_choices() -> list[tuple[str, int]]:
+    """(label, level) pairs for a UI control, e.g. ('4 nested', 4)."""
+    return [(f"{g.level} {g.name}", g.level) for g in GRANULARITY_LEVELS.values()]
 
 
 def granularity(level: int | str) -> Granularity:
-    """Level by number (1 finest .. 3 coarsest) or name ('parts', 'objects', 'wholes')."""
+    """Level by number or name: 1 'parts', 2 'objects', 3 'wholes' (flat partitions, finest to
+    coarsest) or 4 'nested' (wholes with their parts inside them)."""
     for g in GRANULARITY_LEVELS.values():
         if str(level).lower() in (str(g.level), g.name):
             return g

@@ -167,12 +167,13 @@ class SamSegmenter:
             return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def masks(self, emb: Embedding, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(K, 256, 256) low-res logits -> (K, H, W) bool masks in original pixels and their
-        (K, 4) int64 tight boxes. Same as SAM's `postprocess_masks` then threshold, computed
-        only inside each mask's box (som.segmenters.upsample)."""
+    def to_regions(self, emb: Embedding, logits: torch.Tensor, scores: np.ndarray | None = None) -> Regions:
+        """(K, 256, 256) low-res logits -> K Regions in original pixels, masks as tight crops.
+        Same as SAM's `postprocess_masks` then threshold, computed only inside each mask's box
+        (som.segmenters.upsample)."""
         up = Upsampler.for_geometry(emb.input_hw, emb.original_hw, str(self.device))
-        return up.masks(logits, self.model.mask_threshold)
+        boxes, crops = up.crops(logits, self.model.mask_threshold)
+        return Regions(crops, boxes, emb.original_hw, scores=scores)
 
     # ---- public API ---------------------------------------------------
     def segment_prompts(
@@ -201,8 +202,7 @@ class SamSegmenter:
         single_click = box is None and pts is not None and pts.shape[1] == 1
         logits, iou = self.decode(emb, pts, lbl, box, multimask=single_click)
         best = int(iou[0].argmax())
-        masks, boxes = self.masks(emb, logits[0, best : best + 1])
-        return Regions(masks=masks, xyxy=boxes, scores=iou[0, best : best + 1].float().cpu().numpy())
+        return self.to_regions(emb, logits[0, best : best + 1], iou[0, best : best + 1].float().cpu().numpy())
 
     def segment_everything(
         self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None

@@ -34,11 +34,10 @@ class SuperpixelSegmenter:
         self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None
     ) -> Regions:
         labels = self._slic(image, granularity(level).superpixel_segments)
-        ids = np.unique(labels)
-        masks = labels[None] == ids[:, None, None]
+        regions = Regions.from_label_map(labels + 1)
         if progress is not None:
-            progress(1.0, f"{len(ids)} superpixels")
-        return Regions.from_masks(masks, scores=np.ones(len(ids), np.float32))
+            progress(1.0, f"{len(regions)} superpixels")
+        return regions.replace(scores=np.ones(len(regions), np.float32))
 
     def segment_prompts(
         self,
@@ -68,4 +67,4 @@ class SuperpixelSegmenter:
                 seg_id = int(labels[int(np.clip(y, 0, h - 1)), int(np.clip(x, 0, w - 1))])
                 (chosen.add if positive else chosen.discard)(seg_id)
         mask = np.isin(labels, sorted(chosen))
-        return Regions.from_masks(mask[None], scores=np.ones(1, np.float32))
+        return Regions.from_crops(np.array([[0, 0, w, h]]), [mask], (h, w), scores=np.ones(1, np.float32))

@@ -124,11 +124,3 @@ class Upsampler:
             boxes[i] = (c0 + xs[0], r0 + ys[0], c0 + xs[-1] + 1, r0 + ys[-1] + 1)
             crops.append(crop[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1])
         return boxes, crops
-
-    def masks(self, logits: torch.Tensor, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """logits (K, 256, 256) -> (K, H, W) bool masks and their (K, 4) int64 tight boxes."""
-        boxes, crops = self.crops(logits, threshold)
-        out = np.zeros((len(crops), *self.image_hw), bool)
-        for m, (x1, y1, x2, y2), c in zip(out, boxes, crops):
-            m[y1:y2, x1:x2] = c
-        return out, boxes

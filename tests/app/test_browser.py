@@ -120,3 +120,30 @@ def test_bad_upload_shows_readable_error(app_url, page, tmp_path, artifacts):
     assert "Traceback" not in page.content()
     page.screenshot(path=str(artifacts / "app_bad_upload.png"), full_page=True)
     _upload(page, COFFEE)  # the app keeps serving this page
+
+
+def test_nested_marks_clicking_inside_a_part_names_the_part(app_url, page, artifacts):
+    """At the nested setting (the default) a whole and its parts are marks; a click inside a part
+    adds a part of it or names it, never its whole."""
+    expect = _expect()
+    _open(page, app_url)
+    _upload(page, COFFEE)
+    expect(page.get_by_label("4 nested")).to_be_checked()
+    page.click("#som-run")
+    expect(page.locator("#som-status")).to_contain_text("automatic:", timeout=240_000)
+    expect(page.locator("#som-dl-json")).to_be_enabled()
+    with page.expect_download() as info:
+        page.click("#som-dl-json")
+    doc = json.loads(Path(info.value.path()).read_text())
+    parts = [m for m in doc["marks"] if m["parent"] is not None]
+    assert parts, "coffee.jpg at the nested setting: the cup and spoon are parts of the saucer"
+    page.screenshot(path=str(artifacts / "app_nested_mobile_sam.png"), full_page=True)
+    part = min(parts, key=lambda m: m["area"])  # the innermost part: a click there is inside it only
+    x, y = part["anchor_xy"]
+    w, h = doc["image"]["width"], doc["image"]["height"]
+    _click_canvas(page, (x + 0.5) / w, (y + 0.5) / h)
+    k, whole = part["label"], part["parent"]
+    expect(page.locator("#som-status")).to_contain_text(
+        re.compile(rf"inside region {k} \(a part of region {whole}\)|as a part of region {k}\b"), timeout=60_000
+    )
+    page.screenshot(path=str(artifacts / "app_nested_click.png"), full_page=True)

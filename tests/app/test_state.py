@@ -78,26 +78,43 @@ def test_load_bad_bytes_is_readable(data, msg):
 def test_regions_disjoint_labels_stable_and_undo(session):
     seg = DiscSegmenter(r=50)
     session.add_point(seg, 200, 200)
-    first = session.regions().masks[0].copy()
+    first = session.regions().full_masks()[0].copy()
     session.add_point(seg, 260, 200)  # overlaps region 1: must not steal its pixels
     regions = session.regions()
     assert len(regions) == 2
-    assert np.array_equal(regions.masks[0], first), "an existing region lost pixels"
-    assert not (regions.masks[0] & regions.masks[1]).any()
+    assert np.array_equal(regions.full_masks()[0], first), "an existing region lost pixels"
+    assert not (regions.full_masks()[0] & regions.full_masks()[1]).any()
     rows = session.render(STYLE).rows
     assert [r[0] for r in rows] == ["1", "2"] and [r[-1] for r in rows] == ["point", "point"]
     assert session.undo() and session.n_regions == 1
-    assert np.array_equal(session.regions().masks[0], first)
+    assert np.array_equal(session.regions().full_masks()[0], first)
     session.clear()
     assert session.n_regions == 0 and not session.undo()
 
 
-def test_click_inside_existing_region_adds_nothing(session):
+def test_click_repeating_an_existing_region_adds_nothing(session):
     seg = DiscSegmenter(r=30)
     session.add_point(seg, 300, 200)
     with pytest.raises(UserError, match="inside region 1"):
-        session.add_point(DiscSegmenter(r=10), 300, 200, min_area_px=50)
+        session.add_point(DiscSegmenter(r=29), 301, 200, min_area_px=50)
     assert session.n_regions == 1
+
+
+def test_click_inside_a_region_adds_a_part_and_undo_gives_its_pixels_back(session):
+    session.add_point(DiscSegmenter(r=40), 300, 200)
+    whole = session.regions().mask(0)
+    status = session.add_point(DiscSegmenter(r=12), 310, 200, min_area_px=50)
+    assert "part of region 1" in status
+    r = session.regions()
+    assert r.parent.tolist() == [-1, 0]
+    assert np.array_equal(r.mask(0), whole), "the whole keeps its full mask, part included"
+    assert not (r.visible_crops()[0].sum() + r.areas[1] - r.areas[0]), "visible parts tile the whole"
+    # a click inside the part names the part, not its whole
+    with pytest.raises(UserError, match=r"inside region 2 \(a part of region 1\)"):
+        session.add_point(DiscSegmenter(r=12), 310, 200, min_area_px=50)
+    assert session.undo()
+    assert session.regions().parent.tolist() == [-1]
+    assert np.array_equal(session.regions().mask(0), whole)
 
 
 def test_refine_last_with_negative_point(session):
@@ -173,7 +190,7 @@ def test_downloads_match_the_picture(session, tmp_path):
     r = session.render(make_style(["Mark", "Box"], "Alphabet", 0.5))
     regions = read_marks(r.marks_json)
     assert regions.labels == ["a", "b"] == [row[0] for row in r.rows]
-    assert np.array_equal(regions.masks, session.regions().masks)
+    assert np.array_equal(regions.full_masks(), session.regions().full_masks())
     doc = json.loads(open(r.marks_json).read())
     assert doc["format"] == "som.marks" and doc["settings"]["mode"] == "interactive"
     assert [m["made_by"] for m in doc["settings"]["regions"]] == ["point", "box"]

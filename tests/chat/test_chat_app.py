@@ -39,7 +39,7 @@ def read_png(path_or_bytes) -> np.ndarray:
 def assert_highlights_exactly(picture: np.ndarray, marks, labels: list[str]) -> None:
     """`picture` is som.draw.highlight of `labels`: named regions undimmed, every other pixel dimmed."""
     np.testing.assert_array_equal(picture, highlight(marks.source, marks.regions, labels, marks.style))
-    named = marks.regions.select_labels(labels).masks.any(axis=0)
+    named = marks.regions.select_labels(labels).full_masks().any(axis=0)
     source = marks.source.astype(np.float32)
     got = picture.astype(np.float32)
     # outside the named regions: darker everywhere it can be (dimmed by 0.55), nowhere brighter
@@ -47,7 +47,7 @@ def assert_highlights_exactly(picture: np.ndarray, marks, labels: list[str]) -> 
     ratio = got[outside].sum(axis=1) / source[outside].sum(axis=1)
     assert np.median(ratio) < 0.5
     for label in labels:  # inside each named region: the photo at full brightness (plus its fill colour)
-        m = marks.regions.masks[marks.regions.index_of(label)]
+        m = marks.regions.full_masks()[marks.regions.index_of(label)]
         assert got[m].mean() > 0.8 * source[m].mean()
 
 

@@ -78,7 +78,7 @@ def test_every_record_matches_the_drawn_marks(gt_builds, coco_data):
         regions = regions_from_dict(doc)
         h, w = picture.shape[:2]
         assert regions.image_hw == (h, w)
-        assert regions.masks.sum(axis=0).max() <= 1  # disjoint
+        assert regions.full_masks().sum(axis=0).max() <= 1  # disjoint
         labels = [m["label"] for m in doc["marks"]]
         assert labels == [str(k) for k in range(1, len(labels) + 1)]
         for k, m in enumerate(doc["marks"]):
@@ -137,7 +137,7 @@ def test_gt_numbering_is_the_core_pipelines(gt_builds, coco_data):
     doc = json.loads((out / "marks/voc.marks.json").read_text())
     got = regions_from_dict(doc)
     assert got.labels == result.regions.labels
-    assert np.array_equal(got.masks, result.regions.masks)
+    assert np.array_equal(got.full_masks(), result.regions.full_masks())
     assert np.array_equal(np.asarray(Image.open(out / "images/voc.png")), result.image)
 
 
@@ -202,7 +202,7 @@ def test_segmenter_path_engines_agree_and_match_som_mark(tmp_path, ray_local):
         result = mark(images / f"{name}.png", segmenter="superpixel")
         got = regions_from_dict(json.loads((tmp_path / "local" / f"marks/{name}.marks.json").read_text()))
         assert got.labels == result.regions.labels
-        assert np.array_equal(got.masks, result.regions.masks)
+        assert np.array_equal(got.full_masks(), result.regions.full_masks())
         assert np.array_equal(np.asarray(Image.open(tmp_path / "local" / f"images/{name}.png")), result.image)
     records = json.loads((tmp_path / "local/records.json").read_text())
     listing = next(r for r in records if r["id"] == "voc-listing")["conversations"][1]["value"].splitlines()
@@ -223,6 +223,12 @@ def test_mobile_sam_image_matches_som_mark(tmp_path):
     result = mark(images / "chelsea.png", segmenter="mobile-sam")
     got = regions_from_dict(json.loads((tmp_path / "out/marks/chelsea.marks.json").read_text()))
     assert len(got) > 0 and got.labels == result.regions.labels
-    assert np.array_equal(got.masks, result.regions.masks)
+    assert np.array_equal(got.full_masks(), result.regions.full_masks())
+    assert got.parent.tolist() == result.regions.parent.tolist() and got.nested, "nested by default: wholes and parts"
     records = json.loads((tmp_path / "out/records.json").read_text())
-    assert records[0]["conversations"][1]["value"].count("\n") == len(got) - 1
+    lines = records[0]["conversations"][1]["value"].splitlines()
+    assert len(lines) == len(got)
+    for k, line in enumerate(lines):  # "[5] a region at the ... (part of [4])": parts name their whole
+        p = int(got.parent[k])
+        assert line.startswith(f"[{got.labels[k]}] ")
+        assert line.endswith(f" (part of [{got.labels[p]}])") if p >= 0 else "(part of" not in line

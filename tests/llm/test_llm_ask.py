@@ -19,7 +19,7 @@ def test_ask_maps_the_answer_to_regions(llm_server, llm_client, marks):
     assert isinstance(answer, Answer)
     assert answer.labels == ["1", "3", "2"]
     assert answer.regions.labels == ["1", "3", "2"]
-    np.testing.assert_array_equal(answer.regions.masks[0], marks.regions.masks[0])
+    np.testing.assert_array_equal(answer.regions.full_masks()[0], marks.regions.full_masks()[0])
     np.testing.assert_array_equal(answer.regions.xyxy[1], [250, 60, 430, 260])
     assert answer.marks is marks and answer.template == "chat"
     assert answer.to_json()[0] == {"label": "1", "xyxy": [30.0, 20.0, 200.0, 120.0], "area": 100 * 170}
@@ -35,7 +35,7 @@ def test_highlight_uses_the_drawing_code(llm_server, llm_client, marks):
     answer = ask(None, "where is the cushion?", marks=marks, client=llm_client)
     hl = answer.highlighted
     assert hl.shape == marks.source.shape and hl.dtype == np.uint8
-    outside = ~marks.regions.masks.any(axis=0)
+    outside = ~marks.regions.full_masks().any(axis=0)
     assert hl[outside].mean() < marks.source[outside].mean()  # everything else is dimmed
 
 

@@ -27,6 +27,7 @@ def test_every_template_renders_in_both_label_modes(name, mode, labels, example)
     assert example in text  # the bracket rule, in the right alphabet
     assert ("1 to 4" if mode == "number" else "a to d") in text  # the valid labels are listed
     assert "square brackets" in prompt.system
+    assert "contains the marks of its parts" in prompt.system or "holds the marks of its parts" in prompt.system
     if tpl.needs_question:
         assert "the red cup left of the laptop" in prompt.user
 

@@ -172,7 +172,8 @@ def test_box_upsampling_gives_sams_postprocessed_masks(stock_and_fast, voc_rgb, 
     logits, _ = fast.decode(emb, pts, lbl)
     logits = logits.flatten(0, 1).float()  # 48 masks, some empty or tiny, some whole-image
     ref = fast.model.postprocess_masks(logits[:, None], emb.input_hw, emb.original_hw)[:, 0] > 0
-    masks, boxes = fast.masks(emb, logits)
+    regions = fast.to_regions(emb, logits)
+    masks, boxes = regions.full_masks(), regions.boxes_px
     assert masks.shape == tuple(ref.shape) == (48, *rgb.shape[:2])
     inter = (torch.from_numpy(masks) & ref).flatten(1).sum(1)
     union = (torch.from_numpy(masks) | ref).flatten(1).sum(1)

@@ -86,7 +86,7 @@ def _check_value(tool: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
     if kind == "integer" and isinstance(value, float) and value.is_integer():
         value, ok = int(value), True
     if not ok:
-        raise ToolError(f"{tool}: {key} must be {'an' if kind == 'integer' else 'a'} {kind}, got {json.dumps(value)[:60]}")
+        raise ToolError(f"{tool}: {key} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {json.dumps(value)[:60]}")
     if "enum" in prop and value not in prop["enum"]:
         raise ToolError(f"{tool}: {key} must be one of {', '.join(map(str, prop['enum']))}; got {json.dumps(value)[:60]}")
     if "minimum" in prop and value < prop["minimum"]:
@@ -118,8 +118,10 @@ def check_arguments(tool: str, arguments: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- images and marking
 
 
-def _read_image(tool: str, args: dict[str, Any], roots: Roots) -> tuple[Any, str]:
-    """(something som.mark loads, its name for messages and the marks document)."""
+def _read_image(tool: str, args: dict[str, Any], roots: Roots) -> tuple[np.ndarray, str]:
+    """(H, W, 3) uint8 RGB of the image the arguments name, and its name for messages and the marks."""
+    from som.imageio import ImageError, load_image
+
     path, b64 = args.get("path"), args.get("image_base64")
     if path is not None and b64 is not None:
         raise ToolError(f"{tool}: give either path or image_base64, not both")
@@ -127,22 +129,28 @@ def _read_image(tool: str, args: dict[str, Any], roots: Roots) -> tuple[Any, str
         try:
             real = roots.resolve(path)
         except (ValueError, OSError) as e:
-            raise ToolError(e) from None
-        return real, real.name
-    if b64 is not None:
+            raise ToolError(f"{tool}: {e}") from None
+        source: Any = real
+        name = real.name
+    elif b64 is not None:
         text = b64.strip()
         if text.startswith("data:"):
             head, _, text = text.partition(",")
             if ";base64" not in head:
                 raise ToolError(f"{tool}: image_base64 is a data: URL without ;base64")
         try:
-            data = base64.b64decode("".join(text.split()), validate=True)
+            source = base64.b64decode("".join(text.split()), validate=True)
         except (binascii.Error, ValueError):
             raise ToolError(f"{tool}: image_base64 is not valid base64") from None
-        if not data:
-            raise ToolError(f"{tool}: image_base64 is empty")
-        return data, "image_base64"
-    raise ToolError(f"{tool}: give the image as path (a file under the allowed roots) or image_base64")
+        name = "image_base64"
+    else:
+        raise ToolError(f"{tool}: give the image as path (a file under the allowed roots) or image_base64")
+    try:
+        return load_image(source, name=name), name
+    except ImageError as e:  # its message starts with the name
+        raise ToolError(f"{tool}: {e}") from None
+    except MemoryError:
+        raise ToolError(f"{tool}: {name}: too large to decode") from None
 
 
 def _mark_kwargs(args: dict[str, Any]) -> dict[str, Any]:

@@ -32,13 +32,15 @@ class Roots:
         return f"Roots({[str(p) for p in self.paths]})"
 
     def resolve(self, path: str) -> Path:
-        """The file `path` names (relative paths start at the first root), if it is inside a root."""
+        """The file `path` names, if it is inside a root. A relative path is looked up in each
+        root in turn (the first where it exists wins)."""
         if not isinstance(path, str) or not path.strip():
             raise ValueError("path must be a non-empty string")
         if "\x00" in path:
             raise ValueError("path contains a NUL character")
         p = Path(path).expanduser()
-        real = (p if p.is_absolute() else self.paths[0] / p).resolve()
+        candidates = [p.resolve()] if p.is_absolute() else [(root / p).resolve() for root in self.paths]
+        real = next((c for c in candidates if c.exists()), candidates[0])
         if not any(real == root or real.is_relative_to(root) for root in self.paths):
             roots = ", ".join(str(r) for r in self.paths)
             raise PermissionError(f"path {path!r} is outside the allowed roots ({roots}); the server reads only files under --root")

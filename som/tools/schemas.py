@@ -2,9 +2,9 @@
 
 One list, `TOOLS`, feeds both the MCP server (`tools/list`) and the OpenAI
 function-calling schemas (`openai_tools()`), so the two never disagree. The
-schemas use only `type`, `properties`, `required`, `items`, `enum`, `minimum`,
-`maximum`, `default` and `description`: every MCP protocol version and every
-OpenAI-compatible endpoint reads those.
+schemas use only `type`, `properties`, `required`, `additionalProperties`,
+`items`, `enum`, `minimum`, `default` and `description`: every MCP protocol
+version and every OpenAI-compatible endpoint reads those.
 
 Pure data: nothing heavy is imported (the segmenter names come from the
 registry's plain specs, the template names from the built-in prompt library).
@@ -36,7 +36,7 @@ def one_image_templates() -> list[str]:
 _IMAGE_INPUT: dict[str, Any] = {
     "path": {
         "type": "string",
-        "description": "Image file on the server: absolute, or relative to the server's first allowed root. "
+        "description": "Image file on the server: absolute, or relative to an allowed root (the first where it exists). "
         "Only files under the allowed roots can be read.",
     },
     "image_base64": {
@@ -92,6 +92,7 @@ def _tools() -> list[dict[str, Any]]:
                 "type": "object",
                 "properties": {**_IMAGE_INPUT, **_MARKING},
                 "required": [],
+                "additionalProperties": False,
             },
         },
         {
@@ -119,6 +120,7 @@ def _tools() -> list[dict[str, Any]]:
                     },
                 },
                 "required": ["result_id"],
+                "additionalProperties": False,
             },
         },
         {
@@ -147,6 +149,7 @@ def _tools() -> list[dict[str, Any]]:
                     **_MARKING,
                 },
                 "required": ["question"],
+                "additionalProperties": False,
             },
         },
     ]

@@ -22,6 +22,7 @@ from som.imageio import load_image
 from som.tools import ResultStore, Roots, ToolContext, ToolError
 
 pytestmark = pytest.mark.slow
+SLIC = {"segmenter": "superpixel", "granularity": "wholes", "mark_types": ["mark", "box"], "label_mode": "alphabet"}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,10 @@ def coffee(http_server, photo_root, llm_server):
             n_before = len(llm_server.requests)
             out["ask"] = await s.call_tool("ask", {"question": "where is the saucer?", "result_id": rid, "template": "refer"})
             out["llm_requests"] = llm_server.requests[n_before:]
+            # the same photo with the other settings a call can choose, for the comparison with call()
+            out["slic"] = await s.call_tool("mark_image", {"path": "coffee.jpg", **SLIC})
+            slic = out["slic"].structured_content["result_id"]
+            out["slic_regions"] = await s.call_tool("regions", {"result_id": slic, "labels": ["c", "a"], "highlight": True})
             return out
 
     return anyio.run(session)
@@ -202,7 +207,7 @@ def test_two_clients_at_once_keep_their_own_results(http_server, photo_root):
     async def both():
         out: dict = {}
         async with anyio.create_task_group() as tg:
-            tg.start_soon(client, "astronaut.jpg", "mobile-sam", out)
+            tg.start_soon(client, "astronaut.jpg", "superpixel", out)
             tg.start_soon(client, "chelsea.jpg", "superpixel", out)
         return out
 
@@ -216,21 +221,35 @@ def test_two_clients_at_once_keep_their_own_results(http_server, photo_root):
         assert regions.structured_content["image"]["file"] == name
         assert "unknown result id 2: this connection has results 1" in error_text(other)
         check_drawn(load_image(photo_root / name), png_of(marked.content[1]), regions.structured_content["marks"])
-    assert out["astronaut.jpg"][0].structured_content["segmenter"] == "mobile-sam"
 
 
 def test_call_gives_the_same_results_as_the_mcp_tools(coffee, photo_root):
     ctx = ToolContext(Roots([photo_root]), ResultStore())
-    marked = som.tools.call("mark_image", {"path": "coffee.jpg"}, context=ctx)
-    assert marked.data == coffee["mark"].structured_content
-    assert np.array_equal(png_of_bytes(marked.images[0]), png_of(coffee["mark"].content[1]))
-    assert som.tools.call("regions", {"result_id": 1}, context=ctx).data == coffee["all"].structured_content
-    two = som.tools.call("regions", {"result_id": 1, "labels": ["2"], "highlight": True}, context=ctx)
-    assert two.data == coffee["two"].structured_content
-    assert np.array_equal(png_of_bytes(two.images[0]), png_of(coffee["two"].content[1]))
+    ctx.store.add(*_placeholder(ctx))  # so that IDs line up with the session's (result 2)
+    marked = som.tools.call("mark_image", {"path": "coffee.jpg", **SLIC}, context=ctx)
+    assert marked.data == coffee["slic"].structured_content
+    assert marked.data["result_id"] == 2 and marked.data["marks"][0]["label"] == "a"
+    assert np.array_equal(png_of_bytes(marked.images[0]), png_of(coffee["slic"].content[1]))
+    picked = som.tools.call("regions", {"result_id": 2, "labels": ["c", "a"], "highlight": True}, context=ctx)
+    assert picked.data == coffee["slic_regions"].structured_content
+    assert np.array_equal(png_of_bytes(picked.images[0]), png_of(coffee["slic_regions"].content[1]))
+    assert [m["label"] for m in picked.data["marks"]] == ["c", "a"]
     with pytest.raises(ToolError) as e:
-        som.tools.call("regions", {"result_id": 1, "labels": ["999"]}, context=ctx)
-    assert str(e.value) == "unknown label(s) 999 in result 1: its marks are 1 to " + coffee["mark"].structured_content["marks"][-1]["label"]
+        som.tools.call("regions", {"result_id": 2, "labels": ["c", "zz"]}, context=ctx)
+    assert str(e.value) == "unknown label(s) zz in result 2: its marks are a to " + marked.data["marks"][-1]["label"]
+
+
+def _placeholder(ctx):
+    """A real result to take ID 1: chelsea with one hand-made region (no model)."""
+    import skimage.data
+
+    from som.marksfile import regions_to_dict
+
+    image = skimage.data.chelsea()
+    masks = np.zeros((1, *image.shape[:2]), bool)
+    masks[0, 50:150, 50:150] = True
+    result = som.mark_regions(image, masks)
+    return result, regions_to_dict(result.regions, result.settings, "chelsea")
 
 
 def png_of_bytes(png: bytes) -> np.ndarray:

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="folder whose files clients may read (repeatable; default: the working directory)")
     p.add_argument("--max-results", type=int, default=32, help="results kept per connection (default: %(default)s)")
     p.add_argument("--max-mb", type=float, default=256, help="memory of the results kept per connection, MiB (default: %(default)s)")
+    p.add_argument("--max-total-mb", type=float, default=2048,
+                   help="memory of all connections' results; the least recently used go first (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log requests on stderr (never the key)")
     p.set_defaults(func=run)
     return p
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         roots = Roots(args.root)
-        stores = StoreRegistry(max_results=args.max_results, max_bytes=max(1, int(args.max_mb * 2**20)))
+        stores = StoreRegistry(max_results=args.max_results, max_bytes=max(1, int(args.max_mb * 2**20)),
+                               max_total_bytes=max(1, int(args.max_total_mb * 2**20)))
         if not 0 < args.port < 65536:
             raise ValueError(f"--port must be 1..65535, got {args.port}")
     except ValueError as e:

@@ -80,8 +80,11 @@ _PY_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "num
 
 def _check_value(tool: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
     kind = prop.get("type")
-    if kind == "string" and isinstance(value, int) and not isinstance(value, bool) and str(value) in prop.get("enum", ()):
-        value = str(value)  # granularity 2 means "2"
+    # lenient where a model's intent is plain: label 7 means "7", granularity 2 means "2", result "3" means 3
+    if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if kind == "integer" and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
     ok = isinstance(value, _PY_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool))
     if kind == "integer" and isinstance(value, float) and value.is_integer():
         value, ok = int(value), True
@@ -284,7 +287,7 @@ def ask(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     item = _stored(ctx, args["result_id"]) if "result_id" in args else _mark_and_store("ask", args, ctx)
     highlight = args.get("highlight", True)
     try:
-        answer = llm_ask(None, args["question"], template=args.get("template", "chat"), marks=item.result,
+        answer = llm_ask(None, args.get("question", ""), template=args.get("template", "chat"), marks=item.result,
                          client=client, highlight=highlight)  # fmt: skip
     except LLMError as e:  # its text is scrubbed of the key
         raise ToolError(f"ask: {e}") from None

@@ -131,7 +131,11 @@ def _tools() -> list[dict[str, Any]]:
             "input_schema": {
                 "type": "object",
                 "properties": {
-                    "question": {"type": "string", "description": "The question, expression or sentence."},
+                    "question": {
+                        "type": "string",
+                        "default": "",
+                        "description": "The question, expression or sentence (the list and label templates need none).",
+                    },
                     "result_id": _RESULT_ID,
                     **_IMAGE_INPUT,
                     "template": {
@@ -148,7 +152,7 @@ def _tools() -> list[dict[str, Any]]:
                     },
                     **_MARKING,
                 },
-                "required": ["question"],
+                "required": [],
                 "additionalProperties": False,
             },
         },

@@ -12,7 +12,9 @@ a tool is logged on stderr and reported the same way, it never ends the server.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from typing import Any, Hashable
 
 from som import __version__
@@ -72,13 +74,22 @@ def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None
         key = connection_key(ctx)
         store = stores.for_connection(key) if key is not None else stores.stateless()
         context = ToolContext(roots, store)
+        t = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(run_tool, params.name, params.arguments, context)
         except ToolError as e:
+            log.info("%s: error after %.2f s: %s", params.name, time.perf_counter() - t, _scrub(str(e)))
             return _error(types, str(e))
         except Exception as e:  # noqa: BLE001 - a bug in one call must not end the server
-            log.exception("tool %s failed", params.name)
+            log.error("%s failed: %s", params.name, _scrub(f"{type(e).__name__}: {e}"))
+            log.debug("traceback", exc_info=True)
             return _error(types, f"{params.name}: internal error: {type(e).__name__}: {one_line(e)}")
+        finally:
+            if key is not None:
+                for gone in stores.trim(keep=key):
+                    log.info("dropped the results of connection %s (server memory cap)", gone)
+        log.info("%s: ok in %.2f s (connection %s, result %s)", params.name, time.perf_counter() - t,
+                 "stateless" if key is None else key, result.data.get("result_id"))  # fmt: skip
         content: list[Any] = [types.TextContent(type="text", text=result.text)]
         content += [types.ImageContent(type="image", data=b64, mime_type="image/png") for b64 in result.images_base64()]
         return types.CallToolResult(content=content, structured_content=result.data)
@@ -103,8 +114,16 @@ def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None
     return server
 
 
+def _scrub(text: str) -> str:
+    """`text` without the LLM key of this process (or anything shaped like a key)."""
+    from som.llm.errors import scrub
+
+    return scrub(text, [os.environ.get("OPENAI_API_KEY")])
+
+
 def _error(types: Any, message: str) -> Any:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=one_line(message))], is_error=True)
+    text = _scrub(one_line(message))
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
 def serve_stdio(server: Any) -> None:

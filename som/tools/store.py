@@ -20,6 +20,7 @@ import numpy as np
 DEFAULT_MAX_RESULTS = 32
 DEFAULT_MAX_BYTES = 256 * 2**20
 DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_TOTAL_BYTES = 2 * 2**30
 
 
 @dataclass
@@ -107,21 +108,26 @@ class ResultStore:
 
 
 class StoreRegistry:
-    """One ResultStore per connection key; the least recently used connections' stores are
-    dropped beyond `max_connections` (an HTTP session that went away leaves no trace for long)."""
+    """One ResultStore per connection key. The least recently used connections' stores are
+    dropped beyond `max_connections`, or while all stores together hold more than
+    `max_total_bytes` (an HTTP session that went away leaves no trace for long)."""
 
     def __init__(
         self,
         max_results: int = DEFAULT_MAX_RESULTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     ) -> None:
         ResultStore(max_results, max_bytes)  # validate the caps now
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if max_total_bytes < 1:
+            raise ValueError(f"max_total_bytes must be >= 1, got {max_total_bytes}")
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.max_connections = max_connections
+        self.max_total_bytes = max_total_bytes
         self._stores: "OrderedDict[Hashable, ResultStore]" = OrderedDict()
         self._lock = threading.Lock()
 
@@ -138,6 +144,21 @@ class StoreRegistry:
             else:
                 self._stores.move_to_end(key)
             return store
+
+    def trim(self, keep: Hashable | None = None) -> list[Hashable]:
+        """Drop whole stores, least recently used first (never `keep`'s), until all stores together
+        fit in max_total_bytes. Returns the keys dropped."""
+        dropped = []
+        with self._lock:
+            total = sum(store.nbytes for store in self._stores.values())
+            for key in list(self._stores):
+                if total <= self.max_total_bytes:
+                    break
+                if key == keep:
+                    continue
+                total -= self._stores.pop(key).nbytes
+                dropped.append(key)
+        return dropped
 
     def stateless(self) -> ResultStore:
         """A store for one request outside any connection: results cannot be referred to later."""

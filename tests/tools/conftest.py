@@ -39,9 +39,10 @@ def llm_server():
 def http_server(photo_root, llm_server):
     """One `som mcp --http` for the module, with the LLM double as its endpoint."""
     env = server_env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=llm_server.base_url, SOM_MODEL=MODEL)
-    server = ServerProcess(photo_root, env)
+    server = ServerProcess(photo_root, env, "--verbose")
     yield server
     log = server.stop()
-    assert API_KEY not in log, "the server wrote the API key to its log"
+    assert "ask: ok in" in log and "mark_image: error after" in log  # --verbose logs every call...
+    assert API_KEY not in log, "the server wrote the API key to its log"  # ...but never the key
 
 

@@ -20,9 +20,10 @@ VALID = [
     ("regions", {"result_id": 3, "labels": ["1", "7"], "masks": False, "highlight": True}),
     ("ask", {"question": "which mark is the cup?", "result_id": 1, "template": "refer"}),
     ("ask", {"question": "list them", "path": "a.jpg", "granularity": "parts", "highlight": False}),
+    ("ask", {"result_id": 2, "template": "list"}),
 ]  # fmt: skip
 INVALID = [  # (tool, arguments, what the one-line reason says)
-    ("mark_image", {"path": 3}, "path must be a string"),
+    ("mark_image", {"path": ["a.jpg"]}, "path must be a string"),
     ("mark_image", {"path": "a.jpg", "granularity": "huge"}, "granularity must be one of"),
     ("mark_image", {"path": "a.jpg", "segmenter": "dino"}, "segmenter must be one of"),
     ("mark_image", {"path": "a.jpg", "mark_types": ["mark", "glow"]}, "mark_types[1] must be one of"),
@@ -32,9 +33,10 @@ INVALID = [  # (tool, arguments, what the one-line reason says)
     ("regions", {"result_id": "one"}, "result_id must be an integer"),
     ("regions", {"result_id": 0}, "result_id must be >= 1"),
     ("regions", {"result_id": True}, "result_id must be an integer"),
-    ("regions", {"result_id": 1, "labels": [3]}, "labels[0] must be a string"),
+    ("regions", {"result_id": 1, "labels": [None]}, "labels[0] must be a string"),
+    ("regions", {"result_id": "3a"}, "result_id must be an integer"),
     ("regions", {"result_id": 1, "highlight": "yes"}, "highlight must be a boolean"),
-    ("ask", {"result_id": 1}, "missing required argument(s) question"),
+    ("ask", {"question": ["q"]}, "question must be a string"),
     ("ask", {"question": "q", "template": "match"}, "template must be one of"),
 ]
 
@@ -76,8 +78,9 @@ def test_invalid_arguments_fail_json_schema_and_the_tools_checks_alike(tool, arg
     assert reason in str(e.value) and "\n" not in str(e.value)
 
 
-def test_integer_granularity_is_accepted_as_its_name():
+def test_what_a_model_plainly_means_is_accepted():
     assert check_arguments("mark_image", {"path": "a.jpg", "granularity": 3})["granularity"] == "3"
+    assert check_arguments("regions", {"result_id": "2", "labels": [7, "b"]}) == {"result_id": 2, "labels": ["7", "b"]}
 
 
 def test_unknown_tool_and_non_object_arguments():
@@ -141,9 +144,23 @@ def test_registry_keeps_one_store_per_connection_and_forgets_the_least_recent():
     assert len(reg) == 2 and reg.for_connection("a") is a and reg.for_connection("b") is not b
     with pytest.raises(KeyError, match="carries no MCP session"):
         reg.stateless().get(1)
-    for bad in ({"max_results": 0}, {"max_bytes": 0}, {"max_connections": 0}):
+    for bad in ({"max_results": 0}, {"max_bytes": 0}, {"max_connections": 0}, {"max_total_bytes": 0}):
         with pytest.raises(ValueError):
             StoreRegistry(**bad)
+
+
+def test_registry_drops_least_recent_connections_beyond_the_total_memory_cap():
+    result, doc = _result()
+    size = ResultStore().add(result, doc).nbytes
+    reg = StoreRegistry(max_total_bytes=int(2.5 * size))
+    for key in ("a", "b", "c"):
+        reg.for_connection(key).add(result, doc)
+    reg.for_connection("a")  # a is used again: b is now the least recent
+    assert reg.trim(keep="c") == ["b"]
+    assert reg.trim(keep="c") == [] and len(reg) == 2
+    reg.for_connection("c").add(result, doc)
+    assert reg.trim(keep="c") == ["a"]  # never the connection just served
+    assert reg.for_connection("c").ids() == [1, 2]
 
 
 # ---------------------------------------------------------------- roots
@@ -201,3 +218,19 @@ def test_roots_default_to_the_working_directory_and_must_be_folders(tree, monkey
     with pytest.raises(ValueError, match="at least one"):
         Roots([])
     assert os.fspath(Roots([tree]).paths[0]) == os.fspath(tree.resolve())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["mcp", "--root", "/nonexistent/folder"], "allowed root '/nonexistent/folder' is not a folder"),
+        (["mcp", "--max-results", "0"], "max_results must be >= 1"),
+        (["mcp", "--http", "--port", "70000"], "--port must be 1..65535"),
+    ],
+)
+def test_som_mcp_refuses_bad_options_in_one_line(argv, message, capsys):
+    from som.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"som: error: {err.removeprefix('som: error: ')}" and message in err and err.count("\n") == 1

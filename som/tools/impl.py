@@ -182,7 +182,7 @@ def _mark_and_store(tool: str, args: dict[str, Any], ctx: ToolContext) -> Stored
             result = mark(image, **kwargs)
     except MemoryError:
         raise ToolError(f"{tool}: out of memory marking {name}; send a smaller image") from None
-    except (ValueError, RuntimeError) as e:  # ImageError is a ValueError; torch fails with RuntimeError
+    except (ValueError, RuntimeError, ImportError) as e:  # a missing checkpoint or package; torch's RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ToolError(f"{tool}: {first}") from None
     doc = regions_to_dict(result.regions, result.settings, image_file=None if name == "image_base64" else name)
@@ -222,7 +222,9 @@ def _stored(ctx: ToolContext, result_id: int) -> StoredResult:
 
 def _check_labels(item: StoredResult, labels: list[str]) -> list[str]:
     known = list(item.result.regions.labels or [])
-    wanted = list(dict.fromkeys(str(s).strip() for s in labels))
+    # "C" for c: letters are drawn lower case
+    wanted = [str(s).strip() for s in labels]
+    wanted = list(dict.fromkeys(s.lower() if s not in known and s.lower() in known else s for s in wanted))
     unknown = [s for s in wanted if s not in known]
     if unknown:
         have = f"{known[0]} to {known[-1]}" if known else "no marks"

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mcp", reason="som mcp needs the MCP SDK: pip install 'som[mcp]'")
-
-from tools_helpers import API_KEY, MODEL, PHOTOS, REPO, FakeOpenAIServer, ServerProcess, server_env  # noqa: E402
+from tools_helpers import API_KEY, MODEL, PHOTOS, REPO, FakeOpenAIServer, ServerProcess, server_env
 
 
 @pytest.fixture(scope="session")

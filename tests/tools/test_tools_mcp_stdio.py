@@ -12,6 +12,7 @@ from tools_helpers import b64, check_drawn, error_text, png_of, server_env, stdi
 
 from som.imageio import load_image
 
+pytest.importorskip("mcp", reason="som mcp needs the MCP SDK: pip install 'som[mcp]'")
 pytestmark = pytest.mark.slow
 
 

@@ -39,5 +39,6 @@ def call(name: str, arguments: dict[str, Any] | None = None, *, context: ToolCon
 
 
 __all__ = [
-    "TOOL_NAMES", "ResultStore", "Roots", "ToolContext", "ToolError", "ToolResult", "call", "openai_tools", "tool_specs",
+    "TOOL_NAMES", "ResultStore", "Roots", "ToolContext", "ToolError", "ToolResult",
+    "call", "openai_tools", "tool_specs",
 ]  # fmt: skip

@@ -26,7 +26,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--root", action="append", metavar="DIR",
                    help="folder whose files clients may read (repeatable; default: the working directory)")
     p.add_argument("--max-results", type=int, default=32, help="results kept per connection (default: %(default)s)")
-    p.add_argument("--max-mb", type=float, default=256, help="memory of the results kept per connection, MiB (default: %(default)s)")
+    p.add_argument("--max-mb", type=float, default=256,
+                   help="memory of the results kept per connection, MiB (default: %(default)s)")
     p.add_argument("--max-total-mb", type=float, default=2048,
                    help="memory of all connections' results; the least recently used go first (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log requests on stderr (never the key)")

@@ -89,9 +89,11 @@ def _check_value(tool: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
     if kind == "integer" and isinstance(value, float) and value.is_integer():
         value, ok = int(value), True
     if not ok:
-        raise ToolError(f"{tool}: {key} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {json.dumps(value)[:60]}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ToolError(f"{tool}: {key} must be {article} {kind}, got {json.dumps(value)[:60]}")
     if "enum" in prop and value not in prop["enum"]:
-        raise ToolError(f"{tool}: {key} must be one of {', '.join(map(str, prop['enum']))}; got {json.dumps(value)[:60]}")
+        choices = ", ".join(map(str, prop["enum"]))
+        raise ToolError(f"{tool}: {key} must be one of {choices}; got {json.dumps(value)[:60]}")
     if "minimum" in prop and value < prop["minimum"]:
         raise ToolError(f"{tool}: {key} must be >= {prop['minimum']}, got {value}")
     if kind == "array":

@@ -43,7 +43,9 @@ class Roots:
         real = next((c for c in candidates if c.exists()), candidates[0])
         if not any(real == root or real.is_relative_to(root) for root in self.paths):
             roots = ", ".join(str(r) for r in self.paths)
-            raise PermissionError(f"path {path!r} is outside the allowed roots ({roots}); the server reads only files under --root")
+            raise PermissionError(
+                f"path {path!r} is outside the allowed roots ({roots}); the server reads only files under --root"
+            )
         if not real.exists():
             raise FileNotFoundError(f"path {path!r}: no such file under the allowed roots")
         if not real.is_file():

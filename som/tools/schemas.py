@@ -36,8 +36,8 @@ def one_image_templates() -> list[str]:
 _IMAGE_INPUT: dict[str, Any] = {
     "path": {
         "type": "string",
-        "description": "Image file on the server: absolute, or relative to an allowed root (the first where it exists). "
-        "Only files under the allowed roots can be read.",
+        "description": "Image file on the server: absolute, or relative to an allowed root (the first where it "
+        "exists). Only files under the allowed roots can be read.",
     },
     "image_base64": {
         "type": "string",

@@ -37,7 +37,8 @@ class StoredResult:
     def size_of(result: Any, doc: dict[str, Any]) -> int:
         """Approximate memory: the two pictures, each region's box-sized mask, the RLE strings."""
         boxes = np.asarray(result.regions.xyxy, np.float64).reshape(-1, 4)
-        mask_bytes = float(np.sum(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)))
+        wh = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None)
+        mask_bytes = float(np.sum(wh[:, 0] * wh[:, 1]))
         rle_bytes = sum(len((m.get("rle") or {}).get("counts", "")) for m in doc.get("marks", []))
         return int(np.asarray(result.image).nbytes + np.asarray(result.source).nbytes + mask_bytes + rle_bytes)
 

@@ -41,12 +41,14 @@ def coffee(http_server, photo_root, llm_server):
             out["two"] = await s.call_tool("regions", {"result_id": rid, "labels": ["2"], "highlight": True})
             out["boxes"] = await s.call_tool("regions", {"result_id": rid, "labels": ["3", "1"], "masks": False})
             n_before = len(llm_server.requests)
-            out["ask"] = await s.call_tool("ask", {"question": "where is the saucer?", "result_id": rid, "template": "refer"})
+            question = {"question": "where is the saucer?", "result_id": rid, "template": "refer"}
+            out["ask"] = await s.call_tool("ask", question)
             out["llm_requests"] = llm_server.requests[n_before:]
             # the same photo with the other settings a call can choose, for the comparison with call()
             out["slic"] = await s.call_tool("mark_image", {"path": "coffee.jpg", **SLIC})
             slic = out["slic"].structured_content["result_id"]
-            out["slic_regions"] = await s.call_tool("regions", {"result_id": slic, "labels": ["c", "a"], "highlight": True})
+            picked = {"result_id": slic, "labels": ["c", "a"], "highlight": True}
+            out["slic_regions"] = await s.call_tool("regions", picked)
             return out
 
     return anyio.run(session)
@@ -190,7 +192,8 @@ def test_ask_a_new_image_stores_its_marks_and_llm_failures_are_tool_errors(http_
 
     asked, regions, failed = anyio.run(session)
     assert asked.structured_content["labels"] == ["1"] and len(asked.content) == 1  # no highlight asked
-    assert asked.structured_content["image"]["file"] == "cat.jpg" and asked.structured_content["segmenter"] == "superpixel"
+    assert asked.structured_content["image"]["file"] == "cat.jpg"
+    assert asked.structured_content["segmenter"] == "superpixel"
     assert regions.structured_content["marks"][0]["label"] == "1" and "rle" in regions.structured_content["marks"][0]
     text = error_text(failed)
     assert text.startswith("ask: ") and "refused the request (400): this model cannot see images" in text

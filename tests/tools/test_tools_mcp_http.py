@@ -272,3 +272,23 @@ def test_call_ask_scrubs_a_rejected_key(photo_root, llm_server, monkeypatch):
         som.tools.call("ask", {"question": "q", "path": "chelsea.jpg", "segmenter": "superpixel"}, context=ctx)
     assert "rejected the API key (401)" in str(e.value) and wrong not in str(e.value)
     assert base64.b64encode(wrong.encode()).decode() not in str(e.value)
+
+
+def test_the_sdks_high_level_client_gets_a_session_and_a_stateless_client_is_told_why(http_server):
+    from mcp import Client
+
+    async def run():
+        async with Client(http_server.url) as auto:  # probes server/discover first, then falls back
+            version = auto.protocol_version
+            marked = await auto.call_tool("mark_image", {"path": "chelsea.jpg", "segmenter": "superpixel"})
+            again = await auto.call_tool("regions", {"result_id": marked.structured_content["result_id"]})
+        async with Client(http_server.url, mode="2026-07-28") as stateless:  # per-request envelope, no session
+            lone = await stateless.call_tool("mark_image", {"path": "chelsea.jpg", "segmenter": "superpixel"})
+            later = await stateless.call_tool("regions", {"result_id": 1})
+        return version, marked, again, lone, later
+
+    version, marked, again, lone, later = anyio.run(run)
+    assert version == "2025-11-25"  # the handshake: this server keeps results per session
+    assert not again.is_error and again.structured_content["image"]["file"] == "chelsea.jpg"
+    assert not lone.is_error and lone.structured_content["count"] == marked.structured_content["count"]
+    assert "carries no MCP session" in error_text(later)

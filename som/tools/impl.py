@@ -1,0 +1,337 @@
+"""What the tools do: one implementation behind the MCP server and `som.tools.call`.
+
+`run_tool(name, arguments, context)` checks the arguments against the tool's
+schema (`som.tools.schemas`), runs the library (`som.mark`, `som.marksfile`,
+`som.draw.highlight`, `som.llm.ask`) and returns a `ToolResult`: JSON-ready
+`data` (the MCP structured content) and PNG `images`. Every failure a caller
+can cause (bad image, unknown label or result id, path outside the roots,
+missing LLM key...) raises `ToolError` with one readable line; the MCP server
+turns it into a tool error (isError), `call` raises it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from som.tools.roots import Roots
+from som.tools.schemas import DEFAULT_MARK_TYPES, MARK_TYPES, TOOL_NAMES, TOOLS
+from som.tools.store import ResultStore, StoredResult
+
+log = logging.getLogger(__name__)
+
+# One segmentation at a time per process: a segmenter caches its image embedding, so two
+# threads on one model would race; LLM calls run outside this lock.
+_MODEL_LOCK = threading.Lock()
+_SCHEMAS = {t["name"]: t["input_schema"] for t in TOOLS}
+
+
+class ToolError(ValueError):
+    """A tool call that cannot be served; str() is one line saying why (what the client sees)."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(message: object, limit: int = 500) -> str:
+    text = " ".join(str(message).split()) or "error"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class ToolResult:
+    """data: JSON-ready dict (MCP structured content); images: PNG bytes (MCP image content)."""
+
+    data: dict[str, Any]
+    images: list[bytes] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """`data` as compact JSON: the text content for clients that read no structured content."""
+        return json.dumps(self.data, separators=(",", ":"))
+
+    def images_base64(self) -> list[str]:
+        return [base64.b64encode(png).decode("ascii") for png in self.images]
+
+
+@dataclass
+class ToolContext:
+    """Where a call runs: the files it may read and the results of its connection.
+    llm_client: builds the LLM client for `ask` (default: from the environment)."""
+
+    roots: Roots
+    store: ResultStore
+    llm_client: Callable[[], Any] | None = None
+
+
+# ---------------------------------------------------------------- arguments
+
+
+_PY_TYPES = {"string": str, "integer": int, "boolean": bool, "array": list, "number": (int, float)}
+
+
+def _check_value(tool: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
+    kind = prop.get("type")
+    # lenient where a model's intent is plain: label 7 means "7", granularity 2 means "2", result "3" means 3
+    if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if kind == "integer" and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    ok = isinstance(value, _PY_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool))
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    if not ok:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ToolError(f"{tool}: {key} must be {article} {kind}, got {json.dumps(value)[:60]}")
+    if "enum" in prop and value not in prop["enum"]:
+        choices = ", ".join(map(str, prop["enum"]))
+        raise ToolError(f"{tool}: {key} must be one of {choices}; got {json.dumps(value)[:60]}")
+    if "minimum" in prop and value < prop["minimum"]:
+        raise ToolError(f"{tool}: {key} must be >= {prop['minimum']}, got {value}")
+    if kind == "array":
+        value = [_check_value(tool, f"{key}[{i}]", v, prop["items"]) for i, v in enumerate(value)]
+    return value
+
+
+def check_arguments(tool: str, arguments: Any) -> dict[str, Any]:
+    """Arguments checked against the tool's schema (types, enums, required, no unknown keys)."""
+    if tool not in _SCHEMAS:
+        raise ToolError(f"unknown tool {tool!r}; the tools are {', '.join(TOOL_NAMES)}")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ToolError(f"{tool}: arguments must be a JSON object, got {type(arguments).__name__}")
+    schema = _SCHEMAS[tool]
+    props = schema["properties"]
+    unknown = sorted(set(arguments) - set(props))
+    if unknown:
+        raise ToolError(f"{tool}: unknown argument(s) {', '.join(unknown)}; it takes {', '.join(props)}")
+    missing = [k for k in schema.get("required", []) if arguments.get(k) is None]
+    if missing:
+        raise ToolError(f"{tool}: missing required argument(s) {', '.join(missing)}")
+    return {k: _check_value(tool, k, v, props[k]) for k, v in arguments.items() if v is not None}
+
+
+# ---------------------------------------------------------------- images and marking
+
+
+def _read_image(tool: str, args: dict[str, Any], roots: Roots) -> tuple[np.ndarray, str]:
+    """(H, W, 3) uint8 RGB of the image the arguments name, and its name for messages and the marks."""
+    from som.imageio import ImageError, load_image
+
+    path, b64 = args.get("path"), args.get("image_base64")
+    if path is not None and b64 is not None:
+        raise ToolError(f"{tool}: give either path or image_base64, not both")
+    if path is not None:
+        try:
+            real = roots.resolve(path)
+        except (ValueError, OSError) as e:
+            raise ToolError(f"{tool}: {e}") from None
+        source: Any = real
+        name = real.name
+    elif b64 is not None:
+        text = b64.strip()
+        if text.startswith("data:"):
+            head, _, text = text.partition(",")
+            if ";base64" not in head:
+                raise ToolError(f"{tool}: image_base64 is a data: URL without ;base64")
+        try:
+            source = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ToolError(f"{tool}: image_base64 is not valid base64") from None
+        name = "image_base64"
+    else:
+        raise ToolError(f"{tool}: give the image as path (a file under the allowed roots) or image_base64")
+    try:
+        return load_image(source, name=name), name
+    except ImageError as e:  # its message starts with the name
+        raise ToolError(f"{tool}: {e}") from None
+    except MemoryError:
+        raise ToolError(f"{tool}: {name}: too large to decode") from None
+
+
+def _mark_kwargs(args: dict[str, Any]) -> dict[str, Any]:
+    from som.draw import MarkStyle
+    from som.segmenters import DEFAULT_SEGMENTER
+
+    chosen = set(args.get("mark_types", DEFAULT_MARK_TYPES))
+    if not chosen:
+        raise ToolError(f"mark_types must name at least one of {', '.join(MARK_TYPES)}")
+    style = MarkStyle(label_mode=args.get("label_mode", "number"), **{t: t in chosen for t in MARK_TYPES})
+    return {
+        "segmenter": args.get("segmenter", DEFAULT_SEGMENTER),
+        "granularity_level": args.get("granularity", "objects"),
+        "style": style,
+    }
+
+
+def _mark_and_store(tool: str, args: dict[str, Any], ctx: ToolContext) -> StoredResult:
+    from som.marksfile import regions_to_dict
+    from som.pipeline import mark
+
+    image, name = _read_image(tool, args, ctx.roots)
+    kwargs = _mark_kwargs(args)
+    try:
+        with _MODEL_LOCK:
+            result = mark(image, **kwargs)
+    except MemoryError:
+        raise ToolError(f"{tool}: out of memory marking {name}; send a smaller image") from None
+    except (ValueError, RuntimeError, ImportError) as e:  # a missing checkpoint or package; torch's RuntimeError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ToolError(f"{tool}: {first}") from None
+    doc = regions_to_dict(result.regions, result.settings, image_file=None if name == "image_base64" else name)
+    return ctx.store.add(result, doc, name)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _brief(mark: dict[str, Any]) -> dict[str, Any]:
+    """A mark of the marks document without its mask (what mark_image and ask return)."""
+    return {k: v for k, v in mark.items() if k != "rle"}
+
+
+def _summary(item: StoredResult) -> dict[str, Any]:
+    settings = item.doc.get("settings") or {}
+    gran = settings.get("granularity")
+    return {
+        "result_id": item.id,
+        "image": item.doc["image"],
+        "segmenter": settings.get("segmenter"),
+        "granularity": gran.get("name") if isinstance(gran, dict) else gran,
+    }
+
+
+def _stored(ctx: ToolContext, result_id: int) -> StoredResult:
+    try:
+        return ctx.store.get(result_id)
+    except KeyError as e:
+        raise ToolError(e.args[0]) from None
+
+
+def _check_labels(item: StoredResult, labels: list[str]) -> list[str]:
+    known = list(item.result.regions.labels or [])
+    # "C" for c: letters are drawn lower case
+    wanted = [str(s).strip() for s in labels]
+    wanted = list(dict.fromkeys(s.lower() if s not in known and s.lower() in known else s for s in wanted))
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        have = f"{known[0]} to {known[-1]}" if known else "no marks"
+        raise ToolError(f"unknown label(s) {', '.join(unknown)} in result {item.id}: its marks are {have}")
+    return wanted
+
+
+# ---------------------------------------------------------------- the tools
+
+
+def mark_image(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    item = _mark_and_store("mark_image", args, ctx)
+    marks = [_brief(m) for m in item.doc["marks"]]
+    data = {**_summary(item), "count": len(marks), "marks": marks}
+    return ToolResult(data, [png_bytes(item.result.image)])
+
+
+def regions(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    item = _stored(ctx, args["result_id"])
+    labels = item.result.regions.labels or []
+    wanted = _check_labels(item, args["labels"]) if "labels" in args else list(labels)
+    by_label = {m["label"]: m for m in item.doc["marks"]}
+    with_masks = args.get("masks", True)
+    marks = [by_label[s] if with_masks else _brief(by_label[s]) for s in wanted]
+    images = []
+    if args.get("highlight", False):
+        from som.draw import highlight
+
+        r = item.result
+        images.append(png_bytes(highlight(r.source, r.regions, wanted, r.style)))
+    return ToolResult({**_summary(item), "marks": marks}, images)
+
+
+def ask(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    from som.llm import LLMError
+    from som.llm import ask as llm_ask
+
+    has_image = "path" in args or "image_base64" in args
+    if "result_id" in args and has_image:
+        raise ToolError("ask: give result_id (an earlier result) or an image (path / image_base64), not both")
+    marking = sorted(k for k in ("segmenter", "granularity", "mark_types", "label_mode") if k in args)
+    if "result_id" in args and marking:
+        raise ToolError(f"ask: {', '.join(marking)} apply to a new image; result {args['result_id']} is already marked")
+    try:  # settings first: a missing key fails before any marking
+        if ctx.llm_client is not None:
+            client = ctx.llm_client()
+        else:
+            from som.llm.client import LLMClient
+
+            client = LLMClient()
+    except LLMError as e:
+        if e.kind == "config" and "no API key" in str(e):
+            raise ToolError(
+                "ask: no LLM endpoint configured on the server: start som mcp with OPENAI_API_KEY set "
+                "(or OPENAI_BASE_URL pointing at a local OpenAI-compatible server)"
+            ) from None
+        raise ToolError(f"ask: {e}") from None
+    except ValueError as e:  # LLMConfig's checks (e.g. an empty SOM_MODEL)
+        raise ToolError(f"ask: LLM settings: {e}") from None
+    except ImportError as e:
+        raise ToolError(f"ask: {e}") from None
+    item = _stored(ctx, args["result_id"]) if "result_id" in args else _mark_and_store("ask", args, ctx)
+    highlight = args.get("highlight", True)
+    try:
+        answer = llm_ask(None, args.get("question", ""), template=args.get("template", "chat"), marks=item.result,
+                         client=client, highlight=highlight)  # fmt: skip
+    except LLMError as e:  # its text is scrubbed of the key
+        raise ToolError(f"ask: {e}") from None
+    except ValueError as e:
+        raise ToolError(f"ask: {e}") from None
+    by_label = {m["label"]: m for m in item.doc["marks"]}
+    data = {
+        **_summary(item),
+        "answer": answer.text,
+        "template": answer.template,
+        "labels": list(answer.labels),
+        "marks": [_brief(by_label[s]) for s in answer.labels],
+    }
+    images = [png_bytes(answer.highlighted)] if highlight and answer.highlighted is not None else []
+    return ToolResult(data, images)
+
+
+TOOL_FUNCTIONS: dict[str, Callable[[dict[str, Any], ToolContext], ToolResult]] = {
+    "mark_image": mark_image,
+    "regions": regions,
+    "ask": ask,
+}
+assert set(TOOL_FUNCTIONS) == set(TOOL_NAMES)
+
+
+def run_tool(name: str, arguments: Any, ctx: ToolContext) -> ToolResult:
+    """Check the arguments and run tool `name`. ToolError (one line) for anything the caller can fix."""
+    args = check_arguments(name, arguments)
+    return TOOL_FUNCTIONS[name](args, ctx)
+
+
+_default: ToolContext | None = None
+_default_lock = threading.Lock()
+
+
+def default_context() -> ToolContext:
+    """The context of `som.tools.call` without one: roots = the working directory at the first
+    call, one result store for the process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ToolContext(Roots(), ResultStore())
+        return _default

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from som.tools.roots import Roots
-from som.tools.schemas import DEFAULT_MARK_TYPES, MARK_TYPES, TOOL_NAMES, TOOLS
+from som.tools.schemas import DEFAULT_GRANULARITY, DEFAULT_MARK_TYPES, MARK_TYPES, TOOL_NAMES, TOOLS
 from som.tools.store import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _mark_kwargs(args: dict[str, Any]) -> dict[str, Any]:
     style = MarkStyle(label_mode=args.get("label_mode", "number"), **{t: t in chosen for t in MARK_TYPES})
     return {
         "segmenter": args.get("segmenter", DEFAULT_SEGMENTER),
-        "granularity_level": args.get("granularity", "objects"),
+        "granularity_level": args.get("granularity", DEFAULT_GRANULARITY),
         "style": style,
     }
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from som.segmenters import DEFAULT_SEGMENTER, SPECS
+from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS
 
 MARK_TYPES = ("mark", "mask", "box", "contour")
 DEFAULT_MARK_TYPES = ["mark", "mask", "contour"]
-GRANULARITIES = ("1", "2", "3", "parts", "objects", "wholes")
+GRANULARITIES = tuple(str(g.level) for g in GRANULARITY_LEVELS.values()) + tuple(
+    g.name for g in GRANULARITY_LEVELS.values()
+)
+DEFAULT_GRANULARITY = GRANULARITY_LEVELS[DEFAULT_LEVEL].name
 # the image tools; the screen/page tools (screen_marks, open_page, ...) come with the
 # screens-and-web-pages work, which has not landed yet
 TOOL_NAMES = ("mark_image", "regions", "ask")
@@ -57,8 +60,10 @@ _MARKING: dict[str, Any] = {
     "granularity": {
         "type": "string",
         "enum": list(GRANULARITIES),
-        "default": "objects",
-        "description": "How coarse the regions are: 1/parts, 2/objects, 3/wholes (coarser gives fewer, larger marks).",
+        "default": DEFAULT_GRANULARITY,
+        "description": "nested (default): whole objects and their parts are both marks, a part's mark lies inside "
+        "its whole and names the part, the whole's mark names the whole object; or one flat partition: "
+        "1/parts, 2/objects, 3/wholes (coarser gives fewer, larger marks).",
     },
     "mark_types": {
         "type": "array",

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "som"
 INSTRUCTIONS = (
     "Set-of-Mark tools. mark_image cuts an image into regions and draws a numbered mark on each; it returns "
-    "the marked image, the marks (label, box, area) and a result_id. regions gives the boxes and COCO RLE masks "
+    "the marked image, the marks (label, parent, box, area) and a result_id; a mark's parent is the mark of the "
+    "whole object it is a part of. regions gives the boxes and COCO RLE masks "
     "of marks of that result; ask puts a question about it to the server's LLM and returns the marks named."
 )
 MAX_REQUEST_BYTES = 64 * 2**20  # base64 photos are larger than the SDK's 4 MiB default

@@ -71,7 +71,7 @@ def test_mark_image_returns_the_marked_photo_and_the_marks(coffee, photo_root):
     import json
 
     assert json.loads(res.content[0].text) == data  # the same marks for clients that read only text
-    assert data["result_id"] == 1 and data["segmenter"] == "mobile-sam" and data["granularity"] == "objects"
+    assert data["result_id"] == 1 and data["segmenter"] == "mobile-sam" and data["granularity"] == "nested"
     assert data["image"] == {"file": "coffee.jpg", "width": 600, "height": 400}
     marked = png_of(res.content[1])
     assert marked.shape == (400, 600, 3)

@@ -30,7 +30,9 @@ __all__ = [
     "ElementGone",
     "PageMarks",
     "mark_page",
+    "open_page",
     "launch_browser",
+    "chromium_path",
     "CHROMIUM_ARGS",
 ]
 
@@ -189,6 +191,7 @@ def open_page(
     timeout_s: float = 30.0,
 ) -> tuple[Any, _Session]:
     """A new page at `url` in its own browser context (the click-listener script installed)."""
+    url = _url_of(url)  # a bad target fails before any browser starts
     session = _Session()
     try:
         if browser is None:
@@ -203,7 +206,7 @@ def open_page(
         )
         session.context.add_init_script(_INIT_JS)
         page = session.context.new_page()
-        page.goto(_url_of(url), wait_until=wait_until, timeout=timeout_s * 1000)
+        page.goto(url, wait_until=wait_until, timeout=timeout_s * 1000)
         return page, session
     except BaseException:
         session.close()

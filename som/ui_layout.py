@@ -12,7 +12,8 @@ label goes *outside* its element's box, touching one of its corners or sides:
 Each candidate is scored: it must lie inside the image and overlap no label placed so far
 (hard rules); among those, the one covering the least of any element box wins (its own box
 counts 8x: its text must stay readable) plus a penalty for every other element it touches
-(a label touching two elements is ambiguous), ties broken by the order above. Elements choose
+(a label touching two elements is ambiguous) plus, given the screenshot's ink map, the edge
+pixels it would hide (page text that is no element), ties broken by the order above. Elements choose
 most-constrained first (the fewest candidates that cover nothing), so a crowded element is not
 left without room by a roomy neighbour. When all candidates are taken, the label goes to the
 nearest free position around the box (searched outwards ring by ring); `anchors_xy` then says
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UILabelPlacement", "ui_font_px", "place_ui_labels", "boxes_overlap"]
+__all__ = ["UILabelPlacement", "ui_font_px", "place_ui_labels", "boxes_overlap", "ink_map"]
 
 _OWN_WEIGHT = 8  # covering one's own element costs this much more than covering a neighbour
 _NEAR_PX = 1  # a label this close to another element's box could be taken for its label
@@ -91,7 +92,32 @@ def _inside(cands: np.ndarray, img_w: int, img_h: int) -> np.ndarray:
     return (cands[:, 0] >= 0) & (cands[:, 1] >= 0) & (cands[:, 2] <= img_w) & (cands[:, 3] <= img_h)
 
 
-def _costs(cands: np.ndarray, k: int, boxes: np.ndarray) -> np.ndarray:
+def ink_map(image: np.ndarray, threshold: int = 40) -> np.ndarray:
+    """(H, W) bool: pixels on an edge of the picture (text strokes, icons, borders) of an (H, W, 3)
+    uint8 image: the grey morphological gradient (3x3) above `threshold`. A label on plain
+    background hides nothing; on ink it hides page text that belongs to no element."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    return cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > threshold
+
+
+def _summed(ink: np.ndarray) -> np.ndarray:
+    """(H+1, W+1) int32 summed-area table of a bool map."""
+    import cv2
+
+    return cv2.integral(np.ascontiguousarray(ink, np.uint8))
+
+
+def _ink_under(sat: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    """Ink pixels inside each candidate box (clipped to the image)."""
+    h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    x1, x2 = np.clip(cands[:, 0], 0, w), np.clip(cands[:, 2], 0, w)
+    y1, y2 = np.clip(cands[:, 1], 0, h), np.clip(cands[:, 3], 0, h)
+    return sat[y2, x2] - sat[y1, x2] - sat[y2, x1] + sat[y1, x1]
+
+
+def _costs(cands: np.ndarray, k: int, boxes: np.ndarray, sat: np.ndarray | None = None) -> np.ndarray:
     """Cost of each candidate label box for element k: the area of element boxes it covers (its
     own box weighted by _OWN_WEIGHT), plus half a label's area for every other element it touches
     or nearly touches (within _NEAR_PX): such a label could be read as that element's."""
@@ -106,10 +132,11 @@ def _costs(cands: np.ndarray, k: int, boxes: np.ndarray) -> np.ndarray:
     near = (gap <= _NEAR_PX) & (cover == 0)
     near[:, k] = False
     label_area = (cands[:, 2] - cands[:, 0]) * (cands[:, 3] - cands[:, 1])
-    return cost + near.sum(axis=1) * (label_area // 2)
+    cost = cost + near.sum(axis=1) * (label_area // 2)
+    return cost if sat is None else cost + _ink_under(sat, cands)
 
 
-def _nearest_free(box, w, h, img_w, img_h, placed, boxes, k):
+def _nearest_free(box, w, h, img_w, img_h, placed, boxes, k, sat=None):
     """Label box nearest to `box` that is inside the image and hits no placed label: rings of
     growing distance around the box (2 px apart near it), cheapest cover first within a ring."""
     x1, y1, x2, y2 = (int(v) for v in box)
@@ -133,7 +160,7 @@ def _nearest_free(box, w, h, img_w, img_h, placed, boxes, k):
                 free = ~(boxes_overlap(cands, p) > 0).any(axis=1) if len(p) else np.ones(len(cands), bool)
                 if free.any():
                     cands = cands[free]
-                    c = _costs(cands, k, boxes)
+                    c = _costs(cands, k, boxes, sat)
                     j = int(np.lexsort((cands[:, 0], cands[:, 1], c))[0])  # cheapest, then raster order
                     return cands[j]
         prev, d = d, d + max(2, d // 4)  # 2 px rings near the box, wider ones far away
@@ -141,9 +168,15 @@ def _nearest_free(box, w, h, img_w, img_h, placed, boxes, k):
 
 
 def place_ui_labels(
-    boxes_xyxy: np.ndarray, label_sizes: list[tuple[int, int]], image_hw: tuple[int, int]
+    boxes_xyxy: np.ndarray,
+    label_sizes: list[tuple[int, int]],
+    image_hw: tuple[int, int],
+    ink: np.ndarray | None = None,
 ) -> UILabelPlacement:
     """Place one label of size label_sizes[k] = (w, h) beside each element box (N, 4) int.
+
+    ink: optional (H, W) bool map of picture content (`ink_map(screenshot)`); each ink pixel a
+    label would hide adds one to its cost, so labels prefer plain background.
 
     Guarantees: every label box lies inside the image; no two label boxes overlap. Prefers
     positions that cover no element box, never its own unless nothing else is free.
@@ -164,17 +197,23 @@ def place_ui_labels(
         if w > img_w or h > img_h:
             raise ValueError(f"label {k + 1} is {w}x{h} px, larger than the {img_w}x{img_h} image; use a smaller font")
 
+    sat = None
+    if ink is not None:
+        if np.shape(ink) != (img_h, img_w):
+            raise ValueError(f"ink map is {np.shape(ink)}, expected (H, W) = {(img_h, img_w)}")
+        sat = _summed(np.asarray(ink, bool))
     all_cands, all_anchors, all_costs = [], [], []
     for k in range(n):
         c, a = _candidates(boxes[k], *label_sizes[k])
         ok = _inside(c, img_w, img_h)
-        cost = _costs(c, k, boxes).astype(np.float64)
+        cost = _costs(c, k, boxes, sat).astype(np.float64)
         cost[~ok] = np.inf
         all_cands.append(c)
         all_anchors.append(a)
         all_costs.append(cost)
-    # most constrained first: fewest candidates covering nothing, then fewest usable at all
-    n_clear = np.array([int((c == 0).sum()) for c in all_costs])
+    # most constrained first: fewest candidates covering nothing (no element; little ink), then
+    # fewest usable at all
+    n_clear = np.array([int((c <= 0.1 * sz[0] * sz[1]).sum()) for c, sz in zip(all_costs, label_sizes)])
     n_usable = np.array([int(np.isfinite(c).sum()) for c in all_costs])
     order = np.lexsort((np.arange(n), n_usable, n_clear))
 
@@ -187,7 +226,7 @@ def place_ui_labels(
         if np.isfinite(cost[j]):
             label_xyxy[k], anchors[k] = c[j], all_anchors[k][j]
         else:
-            got = _nearest_free(boxes[k], *label_sizes[k], img_w, img_h, placed, boxes, k)
+            got = _nearest_free(boxes[k], *label_sizes[k], img_w, img_h, placed, boxes, k, sat)
             if got is None:
                 raise ValueError(
                     f"no room left for label {k + 1} ({label_sizes[k][0]}x{label_sizes[k][1]} px) among {n} "

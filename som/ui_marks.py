@@ -16,7 +16,7 @@ import numpy as np
 from som.draw import LabelAnnotator, color_for
 from som.layout import LABEL_MODES, label_box_size, make_labels
 from som.regions import Regions
-from som.ui_layout import UILabelPlacement, place_ui_labels, ui_font_px
+from som.ui_layout import UILabelPlacement, ink_map, place_ui_labels, ui_font_px
 
 __all__ = ["UIMarkStyle", "layout_ui_marks", "draw_ui_marks", "ui_box_px"]
 
@@ -50,9 +50,11 @@ def layout_ui_marks(
     image_hw: tuple[int, int],
     style: UIMarkStyle = UIMarkStyle(),
     scores: np.ndarray | None = None,
+    image: np.ndarray | None = None,
 ) -> tuple[Regions, UILabelPlacement]:
     """(N, 4) element boxes (image px, x2/y2 exclusive; clipped to the image) -> labelled Regions
-    (one all-True crop per box, labels 1..N in box order) and where their labels went."""
+    (one all-True crop per box, labels 1..N in box order) and where their labels went.
+    image: the screenshot ((H, W, 3) uint8 RGB), so labels avoid hiding its text and icons."""
     h, w = int(image_hw[0]), int(image_hw[1])
     boxes = np.round(np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)).astype(np.int64)
     boxes = np.clip(boxes, 0, [w, h, w, h])
@@ -62,7 +64,8 @@ def layout_ui_marks(
     labels = make_labels(len(boxes), style.label_mode)
     font_px = int(style.font_px) if style.font_px is not None else ui_font_px(h, w)
     sizes = [label_box_size(s, font_px) for s in labels]
-    placement = place_ui_labels(boxes, sizes, (h, w))
+    ink = ink_map(image) if image is not None else None
+    placement = place_ui_labels(boxes, sizes, (h, w), ink)
     crops = [np.ones((int(y2 - y1), int(x2 - x1)), bool) for x1, y1, x2, y2 in boxes]
     regions = Regions.from_crops(
         boxes,

@@ -461,7 +461,7 @@ def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px) -> PageM
     raw = [r for r, k in zip(raw, keep) if k]
     boxes = boxes[keep]
     t3 = time.perf_counter()
-    regions, placement = layout_ui_marks(boxes, (h, w), style)
+    regions, placement = layout_ui_marks(boxes, (h, w), style, image=shot)
     t4 = time.perf_counter()
     image = draw_ui_marks(shot, regions, placement, style)
     t5 = time.perf_counter()

@@ -3,7 +3,7 @@
 Every element a test reasons about has an id. `data-t="v"` marks what a user can see and act on
 in the 1280x800 viewport (the expected marks); `data-t="x"` what must not be marked (hidden,
 zero-size, off-screen, covered, disabled, a cross-origin frame's content). Every page records
-clicks in `window.top.__clicks` (the id of the nearest element with one, through shadow roots),
+clicks in `window.top.__clicks` (the ids on each click's path, through shadow roots),
 so a test checks that clicking mark k reached element k.
 """
 
@@ -11,8 +11,8 @@ RECORD = """
 <script>
 window.top.__clicks = window.top.__clicks || [];
 document.addEventListener('click', (e) => {
-  const hit = e.composedPath().find((n) => n.id);
-  window.top.__clicks.push(hit ? hit.id : null);
+  // the ids on the event's path, innermost first: the click reached each of them
+  window.top.__clicks.push(e.composedPath().filter((n) => n.id).map((n) => n.id));
   if (e.target.closest && e.target.closest('a[href^="#"]')) e.preventDefault();
 }, true);
 </script>

@@ -32,7 +32,9 @@ def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("site")
     other, other_url = _serve(folder)
     for name, html in PAGES.items():
-        (folder / name).write_text(html.replace("{cross}", other_url))  # another port: another origin
+        # {cross}: another port, so another origin; {away}: another host name for the same server
+        html = html.replace("{cross}", other_url).replace("{away}", other_url.replace("127.0.0.1", "localhost"))
+        (folder / name).write_text(html)
     server, url = _serve(folder)
     yield url
     server.shutdown()
@@ -74,3 +76,19 @@ def open_page(browser):
     yield make
     for s in sessions:
         s.close()
+
+
+@pytest.fixture
+def llm_server():
+    """The OpenAI-protocol test double of tests/llm (a real local HTTP server), for the agent loop."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
+    from openai_double import FakeOpenAIServer
+
+    server = FakeOpenAIServer(api_key=AGENT_KEY, models=("test-model",)).start()
+    yield server
+    server.stop()
+
+
+AGENT_KEY = "sk-test-agent-double-0123456789"

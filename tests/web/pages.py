@@ -153,7 +153,13 @@ header a {{ color: white; margin: 20px; line-height: 60px; }}
 <script>window.scrollTo(0, 215);</script>
 </body></html>"""
 
+LINKS = f"""<!doctype html><html><head><title>links</title>{STYLE}</head><body>
+<a id="away" href="{{away}}/form.html" data-t="v">Elsewhere (another host)</a>
+<a id="local" href="form.html" data-t="v">The form (this host)</a>
+</body></html>"""
+
 PAGES = {
+    "links.html": LINKS,
     "form.html": FORM,
     "menu.html": MENU,
     "modal.html": MODAL,

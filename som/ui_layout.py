@@ -201,7 +201,12 @@ def place_ui_labels(
     if ink is not None:
         if np.shape(ink) != (img_h, img_w):
             raise ValueError(f"ink map is {np.shape(ink)}, expected (H, W) = {(img_h, img_w)}")
-        sat = _summed(np.asarray(ink, bool))
+        # the elements' own pixels and outlines are priced by the element cost; counting their edge
+        # ink again would push labels off the corner they belong to
+        ink = np.array(ink, bool)
+        for x1, y1, x2, y2 in boxes:
+            ink[max(0, y1 - 3) : y2 + 3, max(0, x1 - 3) : x2 + 3] = False
+        sat = _summed(ink)
     all_cands, all_anchors, all_costs = [], [], []
     for k in range(n):
         c, a = _candidates(boxes[k], *label_sizes[k])

@@ -1,0 +1,176 @@
+"""Text on screenshots: rapidocr-onnxruntime (PP-OCRv4 detection + recognition, ONNX models inside
+the wheel, Apache-2.0; nothing is downloaded at run time).
+
+The recogniser reads a whole detected line; on UI screenshots a "line" often holds several
+controls side by side ("previous | next | modules") and its English output lacks spaces
+("TableofContents"). Both are fixed from the pixels: the engine's per-character positions say
+which blank column run of the line lies between two characters, a run wider than `split_gap`
+line heights (or a separator character such as | or ») starts a new text item, one wider than
+`space_gap` line heights is a space.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TextItem", "OCROptions", "read_text", "ocr_engine"]
+
+
+@dataclass(frozen=True)
+class OCROptions:
+    """min_score: drop lines the recogniser is less sure of. split_gap / space_gap: horizontal gaps
+    between characters, in line heights, that split a line into items / insert a space.
+    det_side_px: the detector's input size (shorter side, rapidocr's limit_side_len). threads:
+    ONNX Runtime threads (-1: all cores)."""
+
+    min_score: float = 0.5
+    split_gap: float = 0.9
+    space_gap: float = 0.14
+    det_side_px: int = 736
+    threads: int = -1
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """One piece of text: xyxy (image px, x2/y2 exclusive), text, score (recogniser confidence)."""
+
+    xyxy: tuple[int, int, int, int]
+    text: str
+    score: float
+
+
+@functools.lru_cache(maxsize=4)
+def ocr_engine(det_side_px: int = 736, threads: int = -1):
+    """A cached RapidOCR engine (building one loads three ONNX models: ~0.5 s)."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError:
+        raise ImportError("marking screenshots needs rapidocr-onnxruntime: pip install 'som[screen]'") from None
+    return RapidOCR(
+        use_cls=False,  # UI text is upright; the 180-degree classifier only costs time
+        det_limit_side_len=int(det_side_px),
+        intra_op_num_threads=int(threads),
+        inter_op_num_threads=int(threads),
+    )
+
+
+_SEPARATORS = set("|»›·•¦》〉")  # drawn between controls ("Home » Docs", "next | index"), never part of one
+
+
+def _blank_runs(ink_cols: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) runs of columns without ink."""
+    padded = np.concatenate([[True], ink_cols, [True]]).astype(np.int8)
+    d = np.diff(padded)
+    starts, ends = np.nonzero(d == -1)[0], np.nonzero(d == 1)[0]
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _tight(ink: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> tuple[int, int, int, int]:
+    """The box shrunk to its own line of ink plus 1 px. The detector's boxes are padded, so in a
+    dense list they reach into the rows above and below; of the runs of inky rows, the one with
+    most ink is the line. Tight boxes leave room for labels. Unchanged if it holds no ink."""
+    crop = ink[y1:y2, x1:x2]
+    per_row = crop.sum(axis=1)
+    if not per_row.any():
+        return x1, y1, x2, y2
+    best, best_ink, start = (0, 0), -1, None
+    for r, v in enumerate(list(per_row > 0) + [False]):
+        if v and start is None:
+            start = r
+        elif not v and start is not None:
+            total = int(per_row[start:r].sum())
+            if total > best_ink:
+                best, best_ink = (start, r), total
+            start = None
+    r0, r1 = best
+    cols = np.nonzero(crop[r0:r1].any(axis=0))[0]
+    h, w = ink.shape
+    return (max(0, x1 + int(cols[0]) - 1), max(0, y1 + r0 - 1), min(w, x1 + int(cols[-1]) + 2), min(h, y1 + r1 + 1))
+
+
+def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarray, opts: OCROptions) -> list[TextItem]:
+    """One recognised line -> text items: split where the picture shows a gap wider than
+    `split_gap` line heights or a separator character, a space where it shows one wider than
+    `space_gap` (the recogniser's character positions only say which gap lies between two
+    characters; the gap's width comes from the pixels)."""
+    q = np.asarray(quad, np.float64)
+    h_img, w_img = ink.shape
+    x1 = int(max(0, np.floor(q[:, 0].min())))
+    x2 = int(min(w_img, np.ceil(q[:, 0].max())))
+    y1 = int(max(0, np.floor(q[:, 1].min())))
+    y2 = int(min(h_img, np.ceil(q[:, 1].max())))
+    height = max(1, y2 - y1)
+    if not chars or not char_quads or len(chars) != len(char_quads) or x2 <= x1:
+        return [TextItem(_tight(ink, x1, y1, x2, y2), text.strip(), score)]
+    # columns of the line (inside its vertical band, trimmed by 15% to skip neighbours' descenders)
+    band = ink[y1 + height * 15 // 100 : y2 - height * 15 // 100 or y2, x1:x2]
+    runs = [(a + x1, b + x1) for a, b in _blank_runs(band.any(axis=0)) if a > 0 and b < x2 - x1]
+    centres = [float(np.mean(np.asarray(b)[:, 0])) for b in char_quads]
+    lefts = [float(np.min(np.asarray(b)[:, 0])) for b in char_quads]
+    rights = [float(np.max(np.asarray(b)[:, 0])) for b in char_quads]
+
+    def gap_between(ca: float, cb: float) -> int:
+        return max((b - a for a, b in runs if ca <= a and b <= cb), default=0)
+
+    items: list[TextItem] = []
+    cur: list[str] = []
+    start = end = None
+    prev_c = None
+
+    def flush() -> None:
+        nonlocal cur, start, end
+        t = "".join(cur).strip()
+        if t and start is not None:
+            items.append(TextItem(_tight(ink, int(np.floor(start)), y1, int(np.ceil(end)), y2), t, score))
+        cur, start, end = [], None, None
+
+    for ch, c, lo, hi in zip(chars, centres, lefts, rights):
+        if ch.isspace():
+            if cur and cur[-1] != " ":
+                cur.append(" ")
+            continue
+        if ch in _SEPARATORS:
+            flush()
+            prev_c = None
+            continue
+        if prev_c is not None:
+            gap = gap_between(prev_c, c)
+            if gap > opts.split_gap * height:
+                flush()
+            elif gap > opts.space_gap * height and cur and cur[-1] != " ":
+                cur.append(" ")
+        start = lo if start is None else start
+        end = hi
+        cur.append(ch)
+        prev_c = c
+    flush()
+    return items
+
+
+def read_text(image: np.ndarray, options: OCROptions = OCROptions()) -> list[TextItem]:
+    """Text items of an (H, W, 3) uint8 RGB screenshot, split at wide gaps, with spaces restored."""
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}")
+    from som.ui_layout import ink_map
+
+    engine = ocr_engine(options.det_side_px, options.threads)
+    ink = ink_map(arr)
+    result, _ = engine(np.ascontiguousarray(arr[:, :, ::-1]), use_cls=False, return_word_box=True)
+    h, w = arr.shape[:2]
+    out: list[TextItem] = []
+    for line in result or []:
+        quad, text, score = line[0], str(line[1]), float(line[2])
+        if score < options.min_score or not text.strip():
+            continue
+        char_quads = line[3] if len(line) > 3 else None
+        chars = line[4] if len(line) > 4 else None
+        for it in _split_line(quad, text, score, char_quads, chars, ink, options):
+            x1, y1, x2, y2 = it.xyxy
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+            if x2 > x1 and y2 > y1:
+                out.append(TextItem((x1, y1, x2, y2), it.text, it.score))
+    return out

@@ -316,8 +316,9 @@
     if (inside > 0 && a > 0.25 * vw * vh) drop.add(i);
   }
   const elements = out.filter((_, i) => !drop.has(i)).map((r) => { delete r._el; return r; });
-  return {
+  // one JSON string: Playwright checks a returned object node by node (~0.5 ms per element in Python)
+  return JSON.stringify({
     url: location.href, title: document.title, dpr: window.devicePixelRatio,
     viewport: [vw, vh], scroll: [window.scrollX, window.scrollY], elements,
-  };
+  });
 }

@@ -26,7 +26,7 @@ def _viewport(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-KINDS_HELP = "link, button, input, toggle, menu, clickable"  # som.web.page.KINDS (not imported: keeps --help light)
+KINDS_HELP = "link, button, input, toggle, menu, clickable, vision"  # som.web.page.KINDS (not imported: keeps --help light)
 
 
 def _add_page_options(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,8 @@ def _add_page_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale", type=float, default=1.0, help="device scale factor (screenshot px per CSS px; default 1)")
     g.add_argument("--full-page", action="store_true", help="mark the whole page, not only the viewport")
     g.add_argument("--kinds", default=None, help=f"comma list of element kinds to mark: {KINDS_HELP} (default all)")
+    g.add_argument("--vision", action="store_true",
+                   help="also mark text, icons and controls seen only in canvases, images and videos (needs som[screen])")
     g.add_argument("--label-mode", default="number", choices=["number", "alphabet"])
     g.add_argument("--font-px", type=int, default=None, help="label font size (default from the screenshot size)")
 
@@ -43,7 +45,8 @@ def _mark_options(args: argparse.Namespace) -> dict:
     from som.ui_marks import UIMarkStyle
 
     kinds = None if not args.kinds else [k.strip() for k in args.kinds.split(",") if k.strip()]
-    return {"full_page": args.full_page, "kinds": kinds, "style": UIMarkStyle(label_mode=args.label_mode, font_px=args.font_px)}
+    style = UIMarkStyle(label_mode=args.label_mode, font_px=args.font_px)
+    return {"full_page": args.full_page, "kinds": kinds, "style": style, "vision": args.vision}
 
 
 def _name_for(url: str) -> str:

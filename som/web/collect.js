@@ -188,6 +188,9 @@
   const vw = window.innerWidth, vh = window.innerHeight;
   const out = [];
   const weakOnes = [];
+  // pictures whose content the DOM does not describe: the vision marks' search area
+  const MEDIA = new Set(["CANVAS", "IMG", "svg", "VIDEO", "EMBED", "OBJECT"]);
+  const media = [];
 
   function visiblePoint(el, frame) {
     // first of the centre and six inner points of each client rect (inside the frame's clip)
@@ -247,6 +250,14 @@
           }
         }
         continue;
+      }
+      if (options.media && MEDIA.has(tag) && !(tag === "svg" && el.parentElement && el.parentElement.closest("svg"))) {
+        const r = el.getBoundingClientRect();
+        const box = [Math.max(r.left + frame.ox, frame.clip[0]), Math.max(r.top + frame.oy, frame.clip[1]),
+                     Math.min(r.right + frame.ox, frame.clip[2]), Math.min(r.bottom + frame.oy, frame.clip[3])];
+        if (box[2] - box[0] >= 16 && box[3] - box[1] >= 16 && visiblePoint(el, frame)) {
+          media.push({ tag: el.localName, css: cssPath(el, root), xpath: xpath(el), path: frame.path, frame_url: frame.url, box });
+        }
       }
       let reason = reasonOf(el, tag);
       if (!reason) continue;
@@ -319,6 +330,6 @@
   // one JSON string: Playwright checks a returned object node by node (~0.5 ms per element in Python)
   return JSON.stringify({
     url: location.href, title: document.title, dpr: window.devicePixelRatio,
-    viewport: [vw, vh], scroll: [window.scrollX, window.scrollY], elements,
+    viewport: [vw, vh], scroll: [window.scrollX, window.scrollY], elements, media,
   });
 }

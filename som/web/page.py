@@ -37,7 +37,7 @@ __all__ = [
 
 _JS_DIR = Path(__file__).resolve().parent
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
-KINDS = ("link", "button", "input", "toggle", "menu", "clickable")
+KINDS = ("link", "button", "input", "toggle", "menu", "clickable", "vision")
 _ROLE_KIND = {
     "link": "link",
     "button": "button",
@@ -128,6 +128,8 @@ class ElementRecord:
 
 
 def _kind(rec: dict) -> str:
+    if rec["reason"].startswith("vision"):
+        return "vision"
     if rec["tag"] in ("input", "textarea", "select") and rec["role"] not in ("button", "checkbox", "radio"):
         return "input"
     if rec["reason"] == "editable":
@@ -265,7 +267,8 @@ class PageMarks:
             if inner is None:
                 raise ElementGone(f"mark {rec.label} ({rec.describe()}) is gone: its frame {step['css']} is no longer on the page; mark the page again")
             frame, shadow = inner, []
-        handle = frame.evaluate_handle(js, {"find": {"shadow": shadow, "css": rec.css, "tag": rec.tag, "name": rec.name}})
+        name = "" if rec.kind == "vision" else rec.name  # a vision mark's text is the picture's, not the element's name
+        handle = frame.evaluate_handle(js, {"find": {"shadow": shadow, "css": rec.css, "tag": rec.tag, "name": name}})
         el = handle.as_element()
         if el is None:
             why = handle.json_value()
@@ -279,14 +282,34 @@ class PageMarks:
         except Exception:  # noqa: BLE001 - a page that never finishes loading is still usable
             pass
 
+    def _vision_point(self, mark: int | str) -> tuple[float, float] | None:
+        """(x, y) CSS px of a vision mark, after checking its picture is still there; None for DOM marks."""
+        rec = self.element(mark)
+        if rec.kind != "vision":
+            return None
+        self.locate(mark)  # the canvas / image holding it must still be on the page
+        return rec.point_css
+
     def click(self, mark: int | str, timeout_s: float = 5.0) -> None:
-        """Click element `mark` (Playwright waits until it is visible, stable and not covered)."""
-        self.locate(mark).click(timeout=timeout_s * 1000)
+        """Click element `mark` (Playwright waits until it is visible, stable and not covered);
+        a vision mark is clicked at its point in the picture."""
+        point = self._vision_point(mark)
+        if point is not None:
+            self.page.mouse.click(*point)
+        else:
+            self.locate(mark).click(timeout=timeout_s * 1000)
         self._settle()
 
     def type(self, mark: int | str, text: str, submit: bool = False, timeout_s: float = 5.0) -> None:
         """Replace the text of input / textarea / contenteditable `mark` with `text` (Enter after it with submit)."""
         rec = self.element(mark)
+        if rec.kind == "vision":  # a field drawn in a canvas: click it, then type
+            self.click(mark, timeout_s)
+            self.page.keyboard.type(str(text))
+            if submit:
+                self.page.keyboard.press("Enter")
+                self._settle()
+            return
         if rec.kind != "input" or rec.tag == "select":
             raise ValueError(f"mark {rec.label} is a {rec.role or rec.tag}, not a text field: {rec.describe()}")
         el = self.locate(mark)
@@ -314,7 +337,11 @@ class PageMarks:
         raise ValueError(f"mark {rec.label} has no option {option!r}; options are {[o[0] for o in options]}")
 
     def hover(self, mark: int | str, timeout_s: float = 5.0) -> None:
-        self.locate(mark).hover(timeout=timeout_s * 1000)
+        point = self._vision_point(mark)
+        if point is not None:
+            self.page.mouse.move(*point)
+        else:
+            self.locate(mark).hover(timeout=timeout_s * 1000)
 
     def scroll(self, direction: str = "down", amount: float = 0.8) -> None:
         """Scroll the page by `amount` viewports (up, down, left, right)."""
@@ -409,6 +436,7 @@ def mark_page(
     wait_until: str = "load",
     timeout_s: float = 30.0,
     max_full_page_px: int = 16384,
+    vision: bool = False,
 ) -> PageMarks:
     """Mark the interactive elements of a web page.
 
@@ -419,6 +447,10 @@ def mark_page(
     full_page: mark the whole page (the viewport is stretched to the document's height, at most
     `max_full_page_px`, for the screenshot and hit-testing, then restored), else the viewport only.
     kinds: element kinds to keep (see KINDS: link, button, input, toggle, menu, clickable); None = all.
+    vision: also mark what only the picture shows (needs som[screen]): text, icons and controls
+    that `som.screen` finds inside canvases, images, SVGs and videos, away from every DOM mark.
+    Their records have kind "vision" and the picture's element as tag/css; acting on them clicks
+    (hovers, types) at their point.
     """
     if kinds is not None:
         kinds = tuple(kinds)
@@ -436,17 +468,59 @@ def mark_page(
     else:
         raise ValueError(f"mark_page takes a URL, an HTML file or a Playwright Page, got {type(target).__name__}")
     try:
-        marks = _mark_open_page(page, full_page=full_page, kinds=kinds, style=style, max_full_page_px=max_full_page_px)
+        marks = _mark_open_page(
+            page, full_page=full_page, kinds=kinds, style=style, max_full_page_px=max_full_page_px, vision=vision
+        )
     except BaseException:
         if session is not None:
             session.close()
         raise
     marks._session = session
-    marks._options = dict(full_page=full_page, kinds=kinds, style=style, max_full_page_px=max_full_page_px)
+    marks._options = dict(full_page=full_page, kinds=kinds, style=style, max_full_page_px=max_full_page_px, vision=vision)
     return marks
 
 
-def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px) -> PageMarks:
+def _vision_records(shot: np.ndarray, media: list[dict], dom_boxes: np.ndarray, scale: float) -> list[tuple[dict, np.ndarray]]:
+    """(raw record, box) pairs for what som.screen finds inside pictures and no DOM mark covers."""
+    from som.screen.elements import detect_elements
+    from som.screen.ocr import read_text
+
+    if not media:
+        return []
+    h, w = shot.shape[:2]
+    areas = np.array([m["box"] for m in media], np.float64) * scale
+    x1, y1 = int(max(0, areas[:, 0].min())), int(max(0, areas[:, 1].min()))
+    x2, y2 = int(min(w, np.ceil(areas[:, 2].max()))), int(min(h, np.ceil(areas[:, 3].max())))
+    if x2 - x1 < 8 or y2 - y1 < 8:
+        return []
+    crop = np.ascontiguousarray(shot[y1:y2, x1:x2])  # OCR only the part of the screen with pictures
+    found = detect_elements(crop, read_text(crop))
+    out = []
+    for e in found:
+        b = np.array(e.xyxy, np.float64) + [x1, y1, x1, y1]
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        owner = [i for i, a in enumerate(areas) if a[0] <= cx <= a[2] and a[1] <= cy <= a[3]]
+        if not owner or e.kind == "image":
+            continue
+        if len(dom_boxes):
+            d = dom_boxes
+            inside_dom = (d[:, 0] <= cx) & (cx <= d[:, 2]) & (d[:, 1] <= cy) & (cy <= d[:, 3])
+            ix = np.clip(np.minimum(d[:, 2], b[2]) - np.maximum(d[:, 0], b[0]), 0, None)
+            iy = np.clip(np.minimum(d[:, 3], b[3]) - np.maximum(d[:, 1], b[1]), 0, None)
+            if inside_dom.any() or ((ix * iy) > 0.3 * (b[2] - b[0]) * (b[3] - b[1])).any():
+                continue  # the DOM already marks it
+        m = media[owner[-1]]  # the innermost (latest in document order) picture holding it
+        css_box = [float(v) / scale for v in b]
+        out.append(({
+            "tag": m["tag"], "role": "", "name": e.text, "text": e.text, "href": None, "value": None,
+            "placeholder": None, "type": None, "checked": None, "reason": f"vision-{e.kind}",
+            "css": m["css"], "xpath": m["xpath"], "path": m["path"], "frame_url": m["frame_url"],
+            "box": css_box, "point": [(css_box[0] + css_box[2]) / 2, (css_box[1] + css_box[3]) / 2],
+        }, b))
+    return out
+
+
+def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px, vision=False) -> PageMarks:
     timings: dict[str, float] = {}
     restore = None
     if full_page:
@@ -457,7 +531,7 @@ def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px) -> PageM
         page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, int(max_full_page_px)))})
     try:
         t0 = time.perf_counter()
-        found = json.loads(page.evaluate(_collect_js(), {"min_px": 2}))
+        found = json.loads(page.evaluate(_collect_js(), {"min_px": 2, "media": bool(vision)}))
         t1 = time.perf_counter()
         shot = _screenshot(page, round(found["viewport"][0] * found["dpr"]))
         t2 = time.perf_counter()
@@ -470,6 +544,8 @@ def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px) -> PageM
     # screenshot px per CSS px (the device scale factor, measured rather than trusted)
     scale = w / float(found["viewport"][0])
     raw = [r for r in found["elements"] if kinds is None or _kind(r) in kinds]
+    if kinds is not None and "vision" not in kinds:
+        vision = False
     boxes = np.array([r["box"] for r in raw], np.float64).reshape(-1, 4) * scale
     # whole pixels covering the element (floor / ceil), then clipped to the image
     boxes = np.concatenate([np.floor(boxes[:, :2]), np.ceil(boxes[:, 2:])], axis=1)
@@ -477,6 +553,19 @@ def _mark_open_page(page, *, full_page, kinds, style, max_full_page_px) -> PageM
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     raw = [r for r, k in zip(raw, keep) if k]
     boxes = boxes[keep]
+    if vision:
+        tv = time.perf_counter()
+        media = found.get("media", [])
+        # a DOM mark on the picture itself (a canvas with a click handler) exposes only the whole;
+        # the parts drawn in it still get vision marks
+        pictures = {(m["css"], json.dumps(m["path"])) for m in media}
+        solid = np.array([(r["css"], json.dumps(r["path"])) not in pictures for r in raw], bool)
+        extra = _vision_records(shot, media, boxes[solid] if len(boxes) else boxes, scale)
+        if extra:
+            raw += [r for r, _ in extra]
+            vb = np.array([b for _, b in extra], np.float64)
+            boxes = np.concatenate([boxes, np.concatenate([np.floor(vb[:, :2]), np.ceil(vb[:, 2:])], axis=1)])
+        timings["vision"] = (time.perf_counter() - tv) * 1000
     t3 = time.perf_counter()
     regions, placement = layout_ui_marks(boxes, (h, w), style, image=shot)
     t4 = time.perf_counter()

@@ -158,7 +158,22 @@ LINKS = f"""<!doctype html><html><head><title>links</title>{STYLE}</head><body>
 <a id="local" href="form.html" data-t="v">The form (this host)</a>
 </body></html>"""
 
+CANVAS = f"""<!doctype html><html><head><title>canvas</title>{STYLE}</head><body>
+<button id="real" data-t="v">A real button</button>
+<canvas id="game" width="500" height="160" style="border:1px solid #999"></canvas>
+<script>
+const c = document.getElementById('game'), g = c.getContext('2d');
+g.fillStyle = '#fff'; g.fillRect(0, 0, 500, 160);
+g.strokeStyle = '#333'; g.lineWidth = 2; g.strokeRect(40, 50, 150, 50);
+g.fillStyle = '#000'; g.font = '22px sans-serif'; g.fillText('Buy now', 72, 83);
+g.fillText('Level 3', 300, 83);
+window.__canvasClicks = [];
+c.addEventListener('click', (e) => {{ const r = c.getBoundingClientRect(); window.__canvasClicks.push([e.clientX - r.left, e.clientY - r.top]); }});
+</script>
+</body></html>"""
+
 PAGES = {
+    "canvas.html": CANVAS,
     "links.html": LINKS,
     "form.html": FORM,
     "menu.html": MENU,

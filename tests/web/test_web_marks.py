@@ -166,3 +166,25 @@ def test_mark_page_opens_and_closes_its_own_browser(site):
     assert {"tag", "role", "name", "css", "xpath", "frame", "box_css"} <= set(first)
     with pytest.raises(ValueError, match="neither a URL"):
         mark_page("no/such/file.html")
+
+
+@pytest.mark.parametrize("vision", [False, True])
+def test_vision_marks_only_what_the_dom_does_not_expose(vision, site, open_page):
+    pytest.importorskip("rapidocr_onnxruntime")
+    page = open_page(f"{site}/canvas.html")
+    marks = mark_page(page, vision=vision)
+    dom = [e for e in marks.elements if e.kind != "vision"]
+    seen = {e.text: e for e in marks.elements if e.kind == "vision"}
+    # the canvas has a click listener, so the DOM marks it as a whole; the vision marks name its parts
+    assert {e.css for e in dom} == {"#real", "#game"}
+    if not vision:
+        assert not seen
+        return
+    assert "Buy now" in seen and "Level 3" in seen, seen
+    buy = seen["Buy now"]
+    assert buy.tag == "canvas" and buy.css == "#game" and buy.reason == "vision-control"
+    assert not any("A real button" in t for t in seen), "what the DOM marks is not marked again"
+    marks.click(buy.label)
+    (x, y), = page.evaluate("window.__canvasClicks")
+    assert 40 <= x <= 190 and 50 <= y <= 100, "the click landed on the drawn button"
+    check_labels(marks)

@@ -12,6 +12,7 @@ line heights (or a separator character such as | or ») starts a new text item, 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,12 @@ def ocr_engine(det_side_px: int = 736, threads: int = -1):
 
 
 _SEPARATORS = set("|»›·•¦》〉")  # drawn between controls ("Home » Docs", "next | index"), never part of one
+
+
+def _space_fits(prev: str, nxt: str) -> bool:
+    """Whether a space may stand between two characters: never after an opening bracket or before
+    closing punctuation (monospace glyphs such as "(" leave wide gaps that are no spaces)."""
+    return prev not in "([{'\"/" and nxt not in ")]},.:;!?'\"/"
 
 
 def _blank_runs(ink_cols: np.ndarray) -> list[tuple[int, int]]:
@@ -122,7 +129,8 @@ def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarra
 
     def flush() -> None:
         nonlocal cur, start, end
-        t = "".join(cur).strip()
+        # list markers misread as punctuation ("· name", ": bin()") are no part of the item
+        t = re.sub(r"^[：:=·•*>\-–]+\s+", "", "".join(cur).strip())
         if t and start is not None:
             items.append(TextItem(_tight(ink, int(np.floor(start)), y1, int(np.ceil(end)), y2), t, score))
         cur, start, end = [], None, None
@@ -132,16 +140,16 @@ def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarra
             if cur and cur[-1] != " ":
                 cur.append(" ")
             continue
-        if ch in _SEPARATORS:
-            flush()
-            prev_c = None
-            continue
         if prev_c is not None:
             gap = gap_between(prev_c, c)
             if gap > opts.split_gap * height:
                 flush()
-            elif gap > opts.space_gap * height and cur and cur[-1] != " ":
+            elif cur and cur[-1] != " " and _space_fits(cur[-1], ch) and gap > opts.space_gap * height * (2 if cur[-1] in ".,:;" else 1):
                 cur.append(" ")
+        if ch in _SEPARATORS or (ch in "><" and cur and cur[-1] == " "):  # "Docs > Library": a breadcrumb
+            flush()
+            prev_c = None
+            continue
         start = lo if start is None else start
         end = hi
         cur.append(ch)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from pages import PAGES
 
-pytestmark = pytest.mark.browser
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -24,12 +24,15 @@ __all__ = ["TextItem", "OCROptions", "read_text", "ocr_engine"]
 class OCROptions:
     """min_score: drop lines the recogniser is less sure of. split_gap / space_gap: horizontal gaps
     between characters, in line heights, that split a line into items / insert a space.
+    split_colour: a change of stroke colour (sum of RGB differences) that splits a line (a link in
+    prose); 0 disables it.
     det_side_px: the detector's input size (shorter side, rapidocr's limit_side_len). threads:
     ONNX Runtime threads (-1: all cores)."""
 
     min_score: float = 0.5
     split_gap: float = 0.9
     space_gap: float = 0.14
+    split_colour: float = 90.0
     det_side_px: int = 736
     threads: int = -1
 
@@ -98,11 +101,30 @@ def _tight(ink: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> tuple[int, in
     return (max(0, x1 + int(cols[0]) - 1), max(0, y1 + r0 - 1), min(w, x1 + int(cols[-1]) + 2), min(h, y1 + r1 + 1))
 
 
-def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarray, opts: OCROptions) -> list[TextItem]:
+def _char_colours(rgb: np.ndarray, y1: int, y2: int, lefts, rights) -> np.ndarray:
+    """(n, 3) float colour of each character's strokes: the mean of the pixels of its columns that
+    differ most from the line's background (its median colour); NaN where it shows none."""
+    band = rgb[y1:y2].astype(np.float32)
+    bg = np.median(band.reshape(-1, 3), axis=0)
+    dist = np.abs(band - bg).sum(axis=2)
+    stroke = dist > max(60.0, 0.5 * float(dist.max(initial=0)))
+    out = np.full((len(lefts), 3), np.nan, np.float32)
+    for i, (lo, hi) in enumerate(zip(lefts, rights)):
+        lo, hi = int(lo), max(int(lo) + 1, int(np.ceil(hi)))
+        m = stroke[:, lo:hi]
+        if m.any():
+            out[i] = band[:, lo:hi][m].mean(axis=0)
+    return out
+
+
+def _split_line(
+    quad, text: str, score: float, char_quads, chars, ink: np.ndarray, opts: OCROptions, rgb: np.ndarray | None = None
+) -> list[TextItem]:
     """One recognised line -> text items: split where the picture shows a gap wider than
-    `split_gap` line heights or a separator character, a space where it shows one wider than
-    `space_gap` (the recogniser's character positions only say which gap lies between two
-    characters; the gap's width comes from the pixels)."""
+    `split_gap` line heights or a separator character, or where the text changes colour for at
+    least two characters (a blue link inside black prose is its own item); a space where the
+    picture shows a gap wider than `space_gap` (the recogniser's character positions only say
+    which gap lies between two characters; the gap's width comes from the pixels)."""
     q = np.asarray(quad, np.float64)
     h_img, w_img = ink.shape
     x1 = int(max(0, np.floor(q[:, 0].min())))
@@ -119,6 +141,18 @@ def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarra
     lefts = [float(np.min(np.asarray(b)[:, 0])) for b in char_quads]
     rights = [float(np.max(np.asarray(b)[:, 0])) for b in char_quads]
 
+    colours = _char_colours(rgb, y1, y2, lefts, rights) if rgb is not None and opts.split_colour > 0 else None
+    solid = [ch.isalnum() for ch in chars]  # thin punctuation shows too few pixels to judge its colour
+
+    def colour_changes(i: int, mean: np.ndarray | None) -> bool:
+        """Whether characters i and the next solid one both differ from the item's colour so far."""
+        if colours is None or mean is None or not solid[i] or np.isnan(colours[i, 0]):
+            return False
+        if np.abs(colours[i] - mean).sum() <= opts.split_colour:
+            return False
+        nxt = next((j for j in range(i + 1, len(chars)) if solid[j] and not np.isnan(colours[j, 0])), None)
+        return nxt is not None and np.abs(colours[nxt] - mean).sum() > opts.split_colour
+
     def gap_between(ca: float, cb: float) -> int:
         return max((b - a for a, b in runs if ca <= a and b <= cb), default=0)
 
@@ -126,23 +160,25 @@ def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarra
     cur: list[str] = []
     start = end = None
     prev_c = None
+    mean = None  # stroke colour of the item so far
+    n_mean = 0
 
     def flush() -> None:
-        nonlocal cur, start, end
+        nonlocal cur, start, end, mean, n_mean
         # list markers misread as punctuation ("· name", ": bin()") are no part of the item
         t = re.sub(r"^[：:=·•*>\-–]+\s+", "", "".join(cur).strip())
         if t and start is not None:
             items.append(TextItem(_tight(ink, int(np.floor(start)), y1, int(np.ceil(end)), y2), t, score))
-        cur, start, end = [], None, None
+        cur, start, end, mean, n_mean = [], None, None, None, 0
 
-    for ch, c, lo, hi in zip(chars, centres, lefts, rights):
+    for i, (ch, c, lo, hi) in enumerate(zip(chars, centres, lefts, rights)):
         if ch.isspace():
             if cur and cur[-1] != " ":
                 cur.append(" ")
             continue
         if prev_c is not None:
             gap = gap_between(prev_c, c)
-            if gap > opts.split_gap * height:
+            if gap > opts.split_gap * height or colour_changes(i, mean):
                 flush()
             elif cur and cur[-1] != " " and _space_fits(cur[-1], ch) and gap > opts.space_gap * height * (2 if cur[-1] in ".,:;" else 1):
                 cur.append(" ")
@@ -154,6 +190,9 @@ def _split_line(quad, text: str, score: float, char_quads, chars, ink: np.ndarra
         end = hi
         cur.append(ch)
         prev_c = c
+        if colours is not None and solid[i] and not np.isnan(colours[i, 0]):
+            mean = colours[i].copy() if mean is None else (mean * n_mean + colours[i]) / (n_mean + 1)
+            n_mean += 1
     flush()
     return items
 
@@ -176,7 +215,7 @@ def read_text(image: np.ndarray, options: OCROptions = OCROptions()) -> list[Tex
             continue
         char_quads = line[3] if len(line) > 3 else None
         chars = line[4] if len(line) > 4 else None
-        for it in _split_line(quad, text, score, char_quads, chars, ink, options):
+        for it in _split_line(quad, text, score, char_quads, chars, ink, options, arr):
             x1, y1, x2, y2 = it.xyxy
             x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
             if x2 > x1 and y2 > y1:

@@ -15,6 +15,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 __all__ = ["TextItem", "OCROptions", "read_text", "ocr_engine"]
@@ -31,7 +32,7 @@ class OCROptions:
 
     min_score: float = 0.5
     split_gap: float = 0.9
-    space_gap: float = 0.14
+    space_gap: float = 0.1
     split_colour: float = 90.0
     det_side_px: int = 736
     threads: int = -1
@@ -136,6 +137,11 @@ def _split_line(
         return [TextItem(_tight(ink, x1, y1, x2, y2), text.strip(), score)]
     # columns of the line (inside its vertical band, trimmed by 15% to skip neighbours' descenders)
     band = ink[y1 + height * 15 // 100 : y2 - height * 15 // 100 or y2, x1:x2]
+    # an underline (a link) bridges every gap: leave out horizontal runs of ink twice as long as the
+    # line is high in the band's lower part (letters' crossbars sit higher and are shorter)
+    lines = cv2.morphologyEx(band.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, max(6, 2 * height)), np.uint8))
+    lines[: band.shape[0] * 6 // 10] = 0
+    band = band & (lines == 0)
     runs = [(a + x1, b + x1) for a, b in _blank_runs(band.any(axis=0)) if a > 0 and b < x2 - x1]
     centres = [float(np.mean(np.asarray(b)[:, 0])) for b in char_quads]
     lefts = [float(np.min(np.asarray(b)[:, 0])) for b in char_quads]

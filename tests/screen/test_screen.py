@@ -44,16 +44,17 @@ a {{ color: #0645ad; margin-right: 18px; }}
 </div>
 <div style="margin-bottom:24px"><a id="home" href="#">Home</a><a id="docs" href="#">Documentation</a><a id="contact" href="#">Contact us</a></div>
 <h2 id="title">Quarterly report</h2>
+<p>Please read the <a id="terms" href="#">terms of use</a> before you start.</p>
 <img id="photo" src="{photo}" width="120" height="120">
 </body></html>"""
 
-TRUTH_JS = """() => ['menu', 'save', 'cancel', 'search', 'home', 'docs', 'contact', 'title', 'photo'].map((id) => {
+TRUTH_JS = """() => ['menu', 'save', 'cancel', 'search', 'home', 'docs', 'contact', 'title', 'terms', 'photo'].map((id) => {
   const r = document.getElementById(id).getBoundingClientRect(); return [id, [r.left, r.top, r.right, r.bottom]]; })"""
 
 
 @pytest.fixture(scope="module")
 def ui_shot(browser):
-    page = browser.new_page(viewport={"width": 800, "height": 420})
+    page = browser.new_page(viewport={"width": 800, "height": 460})
     page.set_content(PAGE.format(photo=_photo_data_url()))
     shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
     truth = dict(page.evaluate(TRUTH_JS))
@@ -87,6 +88,7 @@ def test_marks_every_element_of_a_rendered_ui(ui_shot, artifacts):
     assert found["docs"].kind == "text" and found["docs"].text == "Documentation"
     assert found["contact"].text == "Contact us", "the space between words is restored"
     assert found["title"].text == "Quarterly report"
+    assert found["terms"].text == "terms of use", "a link inside a sentence is its own mark (it changes colour)"
     assert found["menu"].kind == "icon" and found["photo"].kind == "image"
     # the three links on one line are three marks, not one
     assert len({id(found[k]) for k in ("home", "docs", "contact")}) == 3

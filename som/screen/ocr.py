@@ -32,7 +32,7 @@ class OCROptions:
 
     min_score: float = 0.5
     split_gap: float = 0.9
-    space_gap: float = 0.1
+    space_gap: float = 0.14
     split_colour: float = 90.0
     det_side_px: int = 736
     threads: int = -1
@@ -113,7 +113,7 @@ def _char_colours(rgb: np.ndarray, y1: int, y2: int, lefts, rights) -> np.ndarra
     for i, (lo, hi) in enumerate(zip(lefts, rights)):
         lo, hi = int(lo), max(int(lo) + 1, int(np.ceil(hi)))
         m = stroke[:, lo:hi]
-        if m.any():
+        if m.sum() >= 4:  # a dot or a comma has a few pixels: enough; a stray antialiased one is not
             out[i] = band[:, lo:hi][m].mean(axis=0)
     return out
 
@@ -135,8 +135,9 @@ def _split_line(
     height = max(1, y2 - y1)
     if not chars or not char_quads or len(chars) != len(char_quads) or x2 <= x1:
         return [TextItem(_tight(ink, x1, y1, x2, y2), text.strip(), score)]
-    # columns of the line (inside its vertical band, trimmed by 15% to skip neighbours' descenders)
-    band = ink[y1 + height * 15 // 100 : y2 - height * 15 // 100 or y2, x1:x2]
+    # columns of the line (inside its vertical band, trimmed by 5% to skip neighbours' descenders;
+    # more would cut the feet of letters such as L and open false gaps)
+    band = ink[y1 + height * 5 // 100 : y2 - height * 5 // 100 or y2, x1:x2]
     # an underline (a link) bridges every gap: leave out horizontal runs of ink twice as long as the
     # line is high in the band's lower part (letters' crossbars sit higher and are shorter)
     lines = cv2.morphologyEx(band.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, max(6, 2 * height)), np.uint8))
@@ -148,7 +149,10 @@ def _split_line(
     rights = [float(np.max(np.asarray(b)[:, 0])) for b in char_quads]
 
     colours = _char_colours(rgb, y1, y2, lefts, rights) if rgb is not None and opts.split_colour > 0 else None
-    solid = [ch.isalnum() for ch in chars]  # thin punctuation shows too few pixels to judge its colour
+    line_colour = None
+    if colours is not None and not np.isnan(colours[:, 0]).all():
+        line_colour = np.nanmedian(colours, axis=0)
+    solid = [ch.isalnum() for ch in chars]  # thin punctuation and antialiased dots are no colour evidence
 
     def colour_changes(i: int, mean: np.ndarray | None) -> bool:
         """Whether characters i and the next solid one both differ from the item's colour so far."""
@@ -173,7 +177,12 @@ def _split_line(
         nonlocal cur, start, end, mean, n_mean
         # list markers misread as punctuation ("· name", ": bin()") are no part of the item
         t = re.sub(r"^[：:=·•*>\-–]+\s+", "", "".join(cur).strip())
-        if t and start is not None:
+        # a link in prose (its colour is not the line's) keeps no sentence punctuation after it
+        if mean is not None and line_colour is not None and np.abs(mean - line_colour).sum() > opts.split_colour:
+            t = t.rstrip(".,;:")
+        # a link's underline read as "_" beside a space or at an end ("privacy_ policy")
+        t = re.sub(r"_+(?=\s)|(?<=\s)_+|^_+(?=\w)(?![^_]*_$)|(?<=\w)_+$(?<!__)", "", t).strip()
+        if t and start is not None and not re.fullmatch(r"[.,;:!?'\"]+", t):  # a full stop alone is no item
             items.append(TextItem(_tight(ink, int(np.floor(start)), y1, int(np.ceil(end)), y2), t, score))
         cur, start, end, mean, n_mean = [], None, None, None, 0
 
@@ -188,6 +197,8 @@ def _split_line(
                 flush()
             elif cur and cur[-1] != " " and _space_fits(cur[-1], ch) and gap > opts.space_gap * height * (2 if cur[-1] in ".,:;" else 1):
                 cur.append(" ")
+        if colours is not None and ch in ".,;:" and i == len(chars) - 1 and np.isnan(colours[i, 0]):
+            continue  # a full stop at the end of the line with no ink under it: read into an underline's end
         if ch in _SEPARATORS or (ch in "><" and cur and cur[-1] == " "):  # "Docs > Library": a breadcrumb
             flush()
             prev_c = None

@@ -44,7 +44,7 @@ a {{ color: #0645ad; margin-right: 18px; }}
 </div>
 <div style="margin-bottom:24px"><a id="home" href="#">Home</a><a id="docs" href="#">Documentation</a><a id="contact" href="#">Contact us</a></div>
 <h2 id="title">Quarterly report</h2>
-<p>Please read the <a id="terms" href="#">terms of use</a> before you start.</p>
+<p>Please read the <a id="terms" href="#">privacy policy</a> before you start.</p>
 <img id="photo" src="{photo}" width="120" height="120">
 </body></html>"""
 
@@ -88,7 +88,7 @@ def test_marks_every_element_of_a_rendered_ui(ui_shot, artifacts):
     assert found["docs"].kind == "text" and found["docs"].text == "Documentation"
     assert found["contact"].text == "Contact us", "the space between words is restored"
     assert found["title"].text == "Quarterly report"
-    assert found["terms"].text == "terms of use", "a link inside a sentence is its own mark (it changes colour)"
+    assert found["terms"].text == "privacy policy", "a link inside a sentence is its own mark (it changes colour)"
     assert found["menu"].kind == "icon" and found["photo"].kind == "image"
     # the three links on one line are three marks, not one
     assert len({id(found[k]) for k in ("home", "docs", "contact")}) == 3

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import AGENT_KEY
 
 from som.web.actions import ActionError, parse_action
 from som.web.agent import host_allowed, run_agent
@@ -32,7 +31,7 @@ def mark_of(request, pattern: str) -> str:
 def client_for(server):
     from som.llm.client import LLMClient, LLMConfig
 
-    return LLMClient(LLMConfig(model="test-model", base_url=server.base_url, api_key=AGENT_KEY, timeout_s=10, max_retries=0))
+    return LLMClient(LLMConfig(model="test-model", base_url=server.base_url, api_key=server.api_key, timeout_s=10, max_retries=0))
 
 
 @pytest.mark.parametrize(
@@ -133,7 +132,7 @@ def test_agent_allow_list_blocks_other_hosts(site, browser, llm_server):
 
 @pytest.mark.browser
 def test_cli_web_and_agent(site, llm_server, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SOM_TEST_KEY": AGENT_KEY}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SOM_TEST_KEY": llm_server.api_key}
     out = subprocess.run([sys.executable, "-m", "som.cli", "web", f"{site}/form.html", "-o", str(tmp_path), "--name", "form"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -148,4 +147,4 @@ def test_cli_web_and_agent(site, llm_server, tmp_path):
         capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clicked the name field" and "step 1: click [1] [ok]" in out.stderr
-    assert (tmp_path / "t" / "step-02.marked.png").exists() and AGENT_KEY not in out.stderr + out.stdout
+    assert (tmp_path / "t" / "step-02.marked.png").exists() and llm_server.api_key not in out.stderr + out.stdout

@@ -16,8 +16,10 @@
   function reasonOf(el, tag) {
     // strong: the element is a control by what it is; weak: only by behaviour or style
     if (el.disabled === true || el.getAttribute("aria-disabled") === "true") return null;
+    if (el.closest && el.closest("[inert]")) return null;  // inert subtrees take no input
     if (tag === "A") return el.hasAttribute("href") ? "tag" : null;
     if (tag === "BUTTON" || tag === "SELECT" || tag === "TEXTAREA") return "tag";
+    if ((tag === "VIDEO" || tag === "AUDIO") && el.hasAttribute("controls")) return "tag";
     if (tag === "INPUT") return el.type === "hidden" ? null : "tag";
     if (tag === "SUMMARY") return el.parentElement && el.parentElement.tagName === "DETAILS" ? "tag" : null;
     const role = (el.getAttribute("role") || "").trim().split(/\s+/)[0];

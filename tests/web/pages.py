@@ -68,6 +68,8 @@ nav li:hover .sub {{ display: block; }}
 <div id="listener" data-t="v" style="width:120px;border:1px dashed #555">JS listener</div>
 <span id="plain" data-t="x">plain text</span>
 <div id="sw" role="switch" aria-checked="false" aria-label="Dark mode" data-t="v" style="width:40px;height:20px;background:#ccc"></div>
+<div inert><button id="inert-btn" data-t="x">Inert</button></div>
+<audio id="player" controls data-t="v" style="width:300px"></audio>
 <script>document.getElementById('listener').addEventListener('click', () => {{}});</script>
 {RECORD}</body></html>"""
 

@@ -22,6 +22,8 @@ def test_click_k_reaches_element_k(name, site, open_page):
     for e in marks.elements:
         if e.css == "#go" or e.css == "#reset":
             continue  # would submit / reset the form under the other clicks; checked below
+        if e.tag in ("audio", "video"):
+            continue  # the browser's own player controls take the click; no page event to observe
         before = len(clicks(page))
         marks.click(e.label)
         got = clicks(page)[before:]

@@ -14,7 +14,8 @@ and a base64 image that decodes to a PNG/JPEG gets 400. Every accepted request i
 recorded with its decoded images for the tests to inspect.
 
 Replies are scripted: `server.enqueue(Step(...), ...)`; with no script it answers
-`default_text`. Steps cover failures: any status with an OpenAI-style error body
+`responder(request)` when set (a function of the `Received` request: a scripted model that
+reads the prompt, e.g. picks the mark of a named element), else `default_text`. Steps cover failures: any status with an OpenAI-style error body
 (401, 404, 429 with Retry-After, 500, context length exceeded), sleeping past the
 client's timeout, malformed JSON, empty choices, content-filter finishes.
 """
@@ -125,11 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             srv.rejected.append(problem)
             return self._error(400, f"Invalid request: {problem}", None, "invalid_request_error")
-        srv.requests.append(
-            Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, texts, images)
-        )
+        received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, texts, images)
+        srv.requests.append(received)
         with srv.lock:
-            step = srv.script.popleft() if srv.script else Step(text=srv.default_text)
+            if srv.script:
+                step = srv.script.popleft()
+            elif srv.responder is not None:  # a scripted model that reads the prompt (agent tests)
+                step = Step(text=srv.responder(received))
+            else:
+                step = Step(text=srv.default_text)
         if step.sleep_s:
             time.sleep(step.sleep_s)
         if step.status != 200:
@@ -241,6 +246,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.requests: list[Received] = []
         self.rejected: list[str] = []
         self.default_text = "The cup is [2]."
+        self.responder = None  # Callable[[Received], str] | None
         self.lock = threading.Lock()
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,9 @@ import io
 import anyio
 import numpy as np
 import pytest
-from tools_helpers import API_KEY, b64, check_drawn, check_highlight, decode_masks, error_text, http_session, png_of
+from tools_helpers import (
+    API_KEY, b64, check_drawn, check_highlight, decode_masks, error_text, http_session, png_of, run_async,
+)
 from openai_double import Step
 
 import som.tools
@@ -51,7 +53,7 @@ def coffee(http_server, photo_root, llm_server):
             out["slic_regions"] = await s.call_tool("regions", picked)
             return out
 
-    return anyio.run(session)
+    return run_async(session)
 
 
 def test_lists_the_image_tools_with_the_same_schemas_as_function_calling(coffee):
@@ -169,7 +171,7 @@ def test_every_error_is_a_one_line_tool_error_and_the_server_keeps_serving(http_
             after = await s.call_tool("regions", {"result_id": rid, "labels": ["1"]})
             return rid, seen, after
 
-    rid, seen, after = anyio.run(session)
+    rid, seen, after = run_async(session)
     for reason, res in seen:
         text = error_text(res)
         assert reason in text, (reason, text)
@@ -190,7 +192,7 @@ def test_ask_a_new_image_stores_its_marks_and_llm_failures_are_tool_errors(http_
             failed = await s.call_tool("ask", {"question": "and now?", "result_id": rid})
             return asked, regions, failed
 
-    asked, regions, failed = anyio.run(session)
+    asked, regions, failed = run_async(session)
     assert asked.structured_content["labels"] == ["1"] and len(asked.content) == 1  # no highlight asked
     assert asked.structured_content["image"]["file"] == "cat.jpg"
     assert asked.structured_content["segmenter"] == "superpixel"
@@ -215,7 +217,7 @@ def test_two_clients_at_once_keep_their_own_results(http_server, photo_root):
             tg.start_soon(client, "chelsea.jpg", "superpixel", out)
         return out
 
-    out = anyio.run(both)
+    out = run_async(both)
     for name, (w, h) in [("astronaut.jpg", (512, 512)), ("chelsea.jpg", (451, 300))]:
         marked, regions, other = out[name]
         assert not marked.is_error, marked.content[0].text
@@ -287,7 +289,7 @@ def test_the_sdks_high_level_client_gets_a_session_and_a_stateless_client_is_tol
             later = await stateless.call_tool("regions", {"result_id": 1})
         return version, marked, again, lone, later
 
-    version, marked, again, lone, later = anyio.run(run)
+    version, marked, again, lone, later = run_async(run)
     assert version == "2025-11-25"  # the handshake: this server keeps results per session
     assert not again.is_error and again.structured_content["image"]["file"] == "chelsea.jpg"
     assert not lone.is_error and lone.structured_content["count"] == marked.structured_content["count"]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import tempfile
 
-import anyio
 import pytest
-from tools_helpers import b64, check_drawn, error_text, png_of, server_env, stdio_session
+from tools_helpers import b64, check_drawn, error_text, png_of, server_env, run_async, stdio_session
 
 from som.imageio import load_image
 
@@ -32,7 +31,7 @@ def test_stdio_session_marks_a_photo_and_reports_errors_without_dying(photo_root
             out["after"] = await s.call_tool("regions", {"result_id": 1, "labels": ["1"], "masks": False})
             return out
 
-    out = anyio.run(session)
+    out = run_async(session)
     assert [t.name for t in out["tools"].tools] == ["mark_image", "regions", "ask"]
     mark = out["mark"]
     assert not mark.is_error, mark.content[0].text

@@ -31,6 +31,16 @@ LLM_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SOM_MODEL", "OPENAI_LOG", "SOM
 PHOTOS = ("coffee.jpg", "astronaut.jpg", "chelsea.jpg")
 
 
+def run_async(fn: Any) -> Any:
+    """anyio.run(fn) on a thread of its own: the suite's session-wide Playwright browser (sync
+    API) keeps an event loop running on the main thread, where a second one cannot start."""
+    import anyio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, fn).result()
+
+
 def server_env(**extra: str) -> dict[str, str]:
     """The environment of a `som mcp` process: this checkout's som, no LLM settings unless given."""
     env = {k: v for k, v in os.environ.items() if k not in LLM_VARS}

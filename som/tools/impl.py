@@ -529,20 +529,26 @@ def _act(tool: str, args: dict[str, Any], ctx: ToolContext, do: Callable[[Any, s
         label = _label_of(tool, marks, entry.id, args["label"]) if "label" in args else None
         page = marks.page
         before = page.url
+        blocked = entry.options.setdefault("blocked", [])
+        del blocked[:]
         done = do(marks, label)
-        if not policy.allows_loaded(page.url):
-            gone_to = page.url
-            if gone_to.startswith("chrome-error:") and entry.options.get("blocked"):
-                gone_to = entry.options["blocked"][-1]  # the error page of a blocked navigation
+        now = page.url
+        failed = now.startswith("chrome-error:")  # Chromium's error page: a load failed or was blocked
+        if failed or not policy.allows_loaded(now):
+            if failed and blocked:
+                why = f"{done} led to {blocked[-1]}, which is not allowed (allowed: {policy.describe()})"
+            elif failed:
+                why = f"{done} led to a page that could not be loaded"
+            else:
+                why = f"{done} led to {now}, which is not allowed (allowed: {policy.describe()})"
             try:
                 page.go_back(wait_until="load", timeout=10_000)
-                if not policy.allows_loaded(page.url):
+                if page.url != before:
                     page.goto(before, wait_until="load", timeout=30_000)
             except Exception as e:  # noqa: BLE001 - the page is marked again below either way
-                log.info("%s: going back from %s: %s", tool, gone_to, e)
+                log.info("%s: going back to %s: %s", tool, before, e)
             entry.marks = marks.remark()
-            raise ToolError(f"{tool}: {done} led to {gone_to}, which is not allowed (allowed: {policy.describe()}); "
-                            f"the page is back at {page.url}")  # fmt: skip
+            raise ToolError(f"{tool}: {why}; the page is back at {page.url}")
         entry.marks = marks.remark()
         return _page_output(tool, pages, entry.id, ctx, done)
 

@@ -502,9 +502,18 @@ def _guard(route: Any, policy: UrlPolicy, blocked: list[str]) -> None:
             port = None
         if not policy.host_allowed(parts.hostname, port):
             log.info("blocked %s (host not allowed)", url[:200])
-            blocked.append(url)
-            del blocked[:-20]
-            route.abort("blockedbyclient")
+            request = route.request
+            try:
+                top = request.is_navigation_request() and request.frame.parent_frame is None
+            except Exception:  # noqa: BLE001 - a frame that went away: block it the plain way
+                top = False
+            if top:
+                # a navigation answered 204 No Content is dropped: the page stays as it was
+                blocked.append(url)
+                del blocked[:-20]
+                route.fulfill(status=204, body="")
+            else:
+                route.abort("blockedbyclient")
             return
     route.continue_()
 
@@ -533,14 +542,14 @@ def _act(tool: str, args: dict[str, Any], ctx: ToolContext, do: Callable[[Any, s
         del blocked[:]
         done = do(marks, label)
         now = page.url
-        failed = now.startswith("chrome-error:")  # Chromium's error page: a load failed or was blocked
+        if blocked:  # the page tried to leave for a host not allowed and stayed where it was
+            entry.marks = marks.remark()
+            raise ToolError(f"{tool}: {done} tried to open {blocked[-1]}, which is not allowed (allowed: "
+                            f"{policy.describe()}); the page stays at {page.url}")  # fmt: skip
+        failed = now.startswith("chrome-error:")  # Chromium's error page: a load failed
         if failed or not policy.allows_loaded(now):
-            if failed and blocked:
-                why = f"{done} led to {blocked[-1]}, which is not allowed (allowed: {policy.describe()})"
-            elif failed:
-                why = f"{done} led to a page that could not be loaded"
-            else:
-                why = f"{done} led to {now}, which is not allowed (allowed: {policy.describe()})"
+            why = (f"{done} led to a page that could not be loaded" if failed
+                   else f"{done} led to {now}, which is not allowed (allowed: {policy.describe()})")  # fmt: skip
             try:
                 page.go_back(wait_until="load", timeout=10_000)
                 if page.url != before:

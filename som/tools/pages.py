@@ -304,7 +304,7 @@ class PageSet:
             entry.marks.close()
         except Exception as e:  # noqa: BLE001 - the browser may be gone already
             log.info("closing page %s: %s", page_id, e)
-        log.info("page %s %s", page_id, reason)
+        log.info("page %s is closed (%s)", page_id, reason)
         return True
 
     def close_all(self, reason: str) -> None:

@@ -165,8 +165,28 @@ def serve_http(server: Any, host: str = "127.0.0.1", port: int = 8000, path: str
     import uvicorn
 
     app = server.streamable_http_app(streamable_http_path=path, host=host, max_request_body_size=MAX_REQUEST_BYTES)
+    app = _closing_at_shutdown(app, server)
     print(f"som mcp: streamable HTTP on http://{host}:{port}{path}", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         shutdown(server)
+
+
+def _closing_at_shutdown(app: Any, server: Any) -> Any:
+    """The ASGI app, closing the pages and the browser when uvicorn shuts it down (its lifespan
+    shutdown: uvicorn re-raises SIGTERM/SIGINT after serving, so code after uvicorn.run may not run)."""
+    import anyio.to_thread
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await anyio.to_thread.run_sync(shutdown, server)
+            await send(message)
+
+        return await app(scope, receive, send_closing)
+
+    return wrapped

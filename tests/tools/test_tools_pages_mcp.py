@@ -327,7 +327,7 @@ def test_screen_marks_reads_a_chromium_screenshot(story, web_root):
 
 def test_call_gives_the_same_pages_and_screens_as_the_mcp_tools(story, web_root):
     root, site, _ = web_root
-    host = BrowserHost()
+    host = BrowserHost(max_pages=2)
     ctx = ToolContext(Roots([root]), ResultStore(), web=WebSettings(allow_hosts=("127.0.0.1",), browser=host))
     try:
         opened = som.tools.call("open_page", {"url": f"{site}/counter.html", **VIEW}, context=ctx)
@@ -341,6 +341,12 @@ def test_call_gives_the_same_pages_and_screens_as_the_mcp_tools(story, web_root)
             som.tools.call("click_mark", {"label": "99"}, context=ctx)
         with pytest.raises(ToolError, match="host localhost is not allowed"):
             som.tools.call("open_page", {"url": f"{site}/counter.html".replace("127.0.0.1", "localhost")}, context=ctx)
+        # the server-wide cap: another connection on the same browser opens two pages, this one's goes
+        other = ToolContext(Roots([root]), ResultStore(), web=ctx.web)
+        for _ in range(2):
+            assert som.tools.call("open_page", {"url": "local.html"}, context=other).data["count"] == 1
+        with pytest.raises(ToolError, match=r"page 1 is closed \(closed to stay within the server's cap of 2 open pages\)"):
+            som.tools.call("page_marks", {"page_id": 1}, context=ctx)
         # (screen_marks goes the same way; a second OCR model load here would double its time)
         with pytest.raises(ToolError, match="screen_marks: image_base64: "):
             som.tools.call("screen_marks", {"image_base64": b64(b"not a picture")}, context=ctx)

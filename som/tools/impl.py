@@ -416,7 +416,7 @@ def _on_browser(tool: str, ctx: ToolContext, job: Callable[[], ToolResult]) -> T
     except Exception as e:
         if type(e).__module__.startswith("playwright"):  # Error / TimeoutError: first line, no call log
             raise ToolError(f"{tool}: {_first_line(e).removeprefix('Error: ')}") from None
-        if isinstance(e, RuntimeError):  # Chromium would not start, or the browser is shut down
+        if isinstance(e, (RuntimeError, TimeoutError)):  # Chromium would not start, is shut down, or stuck
             raise ToolError(f"{tool}: {_first_line(e)}") from None
         raise
 

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_PAGES = 4  # per connection
 DEFAULT_MAX_TOTAL_PAGES = 32  # per server process
+RUN_TIMEOUT_S = 120.0  # a page operation that takes longer (a page stuck in a script) fails the call
 
 
 class UrlNotAllowed(PermissionError):
@@ -155,8 +156,15 @@ class BrowserHost:
                 self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="som-browser")
             return self._executor
 
-    def run(self, fn: Callable[[], T]) -> T:
-        return self._pool().submit(fn).result()
+    def run(self, fn: Callable[[], T], timeout_s: float = RUN_TIMEOUT_S) -> T:
+        """fn() on the browser thread; TimeoutError (one line) when it has not finished in timeout_s
+        (it still runs: the calls after it wait for it)."""
+        future = self._pool().submit(fn)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # dropped if it had not started (the thread was busy)
+            raise TimeoutError(f"the browser did not finish within {timeout_s:g} s (a page may be stuck)") from None
 
     def submit(self, fn: Callable[[], Any]) -> None:
         """Run fn() on the browser thread later (closing pages); failures are logged."""

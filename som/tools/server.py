@@ -174,11 +174,27 @@ def serve_http(server: Any, host: str = "127.0.0.1", port: int = 8000, path: str
 
 
 def _closing_at_shutdown(app: Any, server: Any) -> Any:
-    """The ASGI app, closing the pages and the browser when uvicorn shuts it down (its lifespan
+    """The ASGI app, closing a session's pages when its client ends it (DELETE with its
+    Mcp-Session-Id), and every page and the browser when uvicorn shuts the app down (lifespan
     shutdown: uvicorn re-raises SIGTERM/SIGINT after serving, so code after uvicorn.run may not run)."""
     import anyio.to_thread
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "DELETE":
+            session = dict(scope.get("headers") or []).get(b"mcp-session-id")
+            status: list[int] = []
+
+            async def watch(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                await send(message)
+
+            await app(scope, receive, watch)
+            if session and status and status[0] < 300:
+                key = ("http", session.decode("latin-1"))
+                log.info("connection %s ended by its client", key)
+                server.som_stores.forget(key)  # its results go, its pages close
+            return
         if scope["type"] != "lifespan":
             return await app(scope, receive, send)
 

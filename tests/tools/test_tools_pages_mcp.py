@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from contextlib import asynccontextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -154,6 +155,18 @@ def _descendants(pid: int) -> dict[int, str]:
     return out
 
 
+@asynccontextmanager
+async def _lingering_session(url: str):
+    """A session whose client goes away without ending it (no DELETE), as a crashed client would."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with streamable_http_client(url, terminate_on_close=False) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
 @pytest.fixture(scope="module")
 def story(page_server, web_root):
     """One session: the counter page opened, acted on, and every error case; a second session
@@ -207,11 +220,15 @@ def story(page_server, web_root):
             out["unknown_page"] = await s.call_tool("page_marks", {"page_id": 9})
             async with http_session(page_server.url) as other:  # another connection sees none of these pages
                 out["other"] = await other.call_tool("page_marks", {"page_id": 3})
+                out["other_open"] = await other.call_tool("open_page", {"url": "local.html"})
+            # ...and its page closes when its client ends the session (DELETE)
             out["still"] = await s.call_tool("page_marks", {})
             out["screen"] = await s.call_tool("screen_marks", {"path": "shot.png"})
             out["screen_regions"] = await s.call_tool("regions", {"result_id": _ok(out["screen"])["result_id"]})
             out["screen_bad"] = await s.call_tool("screen_marks", {"path": "local.html"})
             out["screen_outside"] = await s.call_tool("screen_marks", {"path": "/etc/hostname"})
+        async with _lingering_session(page_server.url) as s:  # leaves without ending its session
+            out["lingering"] = await s.call_tool("open_page", {"url": "local.html"})
         out["label"], out["select_label"] = label, select
         return out
 
@@ -300,6 +317,7 @@ def test_errors_are_one_line_tool_errors(story):
     assert "page 2 is closed (closed by close_page)" in error_text(story["closed"])
     assert "unknown page id 9: this connection's open pages are 3" in error_text(story["unknown_page"])
     assert "unknown page id 3: this connection's open pages are none" in error_text(story["other"])
+    assert _ok(story["other_open"])["page_id"] == 1 and _ok(story["other_open"])["open_pages"] == [1]
     assert _ok(story["still"])["page_id"] == 3  # the page of this connection is untouched
     assert error_text(story["screen_bad"]).startswith("screen_marks: local.html: ")
     assert "outside the allowed roots" in error_text(story["screen_outside"])
@@ -362,7 +380,9 @@ def test_the_server_closes_its_pages_and_browser_when_it_stops(story, page_serve
     assert page_server.proc.poll() is None  # it served every error above without dying
     log = page_server.stop()
     assert "Traceback" not in log
-    assert "is closed (the server shut down)" in log
+    # a session's pages close when its client ends it, those of a client that went away at shutdown
+    assert "page 1 is closed (the connection closed)" in log and "page 3 is closed (the connection closed)" in log
+    assert _ok(story["lingering"])["page_id"] == 1 and "page 1 is closed (the server shut down)" in log
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in chromium):
         time.sleep(0.1)

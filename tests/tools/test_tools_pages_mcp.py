@@ -23,7 +23,8 @@ from pathlib import Path
 import anyio
 import pytest
 from PIL import Image
-from tools_helpers import ServerProcess, b64, decode_masks, error_text, free_port, http_session, png_of, server_env
+from tools_helpers import API_KEY, MODEL, ServerProcess, b64, decode_masks, error_text, free_port, http_session, png_of, server_env
+from openai_double import Step  # noqa: E402 - tools_helpers puts tests/llm on the path
 
 import som.tools
 from som.tools import ResultStore, Roots, ToolContext, ToolError
@@ -126,9 +127,10 @@ def web_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page_server(web_root):
+def page_server(web_root, llm_server):
     root, _, _ = web_root
-    server = ServerProcess(root, server_env(), "--verbose", "--allow-host", "127.0.0.1", "--max-pages", "2")
+    env = server_env(OPENAI_API_KEY=API_KEY, OPENAI_BASE_URL=llm_server.base_url, SOM_MODEL=MODEL)
+    server = ServerProcess(root, env, "--verbose", "--allow-host", "127.0.0.1", "--max-pages", "2")
     yield server
     server.stop()
 
@@ -168,7 +170,7 @@ async def _lingering_session(url: str):
 
 
 @pytest.fixture(scope="module")
-def story(page_server, web_root):
+def story(page_server, web_root, llm_server):
     """One session: the counter page opened, acted on, and every error case; a second session
     alongside. Returns every reply (and the server's Chromium processes while pages were open)."""
     root, site, _ = web_root
@@ -192,6 +194,12 @@ def story(page_server, web_root):
             out["remark"] = await s.call_tool("page_marks", {"page_id": 1})
             out["regions"] = await s.call_tool("regions", {"result_id": _ok(out["remark"])["result_id"],
                                                            "labels": [label["Count: 0"]], "highlight": True})  # fmt: skip
+            # ask the LLM about the marked page (a page result is a result like any other)
+            llm_server.enqueue(Step(text=f"The counter is the button [{label['Count: 0']}]."))
+            n_before = len(llm_server.requests)
+            out["ask"] = await s.call_tool("ask", {"result_id": _ok(out["remark"])["result_id"],
+                                                   "question": "which mark is the counter?", "template": "refer"})  # fmt: skip
+            out["llm_requests"] = llm_server.requests[n_before:]
             # errors on the open page; it keeps serving after each
             out["unknown_label"] = await s.call_tool("click_mark", {"label": "99"})
             out["not_text"] = await s.call_tool("type_mark", {"label": label["Arm"], "text": "x"})
@@ -272,6 +280,10 @@ def test_click_type_select_change_the_page_and_return_its_new_marks(story):
     (mask,) = decode_masks([mark], (600, 900))
     assert mask.sum() == mark["area"] == (mark["xyxy"][2] - mark["xyxy"][0]) * (mark["xyxy"][3] - mark["xyxy"][1])
     assert png_of(story["regions"].content[1]).shape == (600, 900, 3)
+    asked = _ok(story["ask"])
+    assert asked["labels"] == [mark["label"]] and asked["marks"][0]["xyxy"] == mark["xyxy"]
+    (request,) = story["llm_requests"]  # the model saw the marked page screenshot
+    assert "which mark is the counter?" in request.all_text and request.images[0] == ("PNG", (600, 900))
 
 
 def test_scroll_and_full_page_show_what_lies_below(story):

@@ -14,6 +14,7 @@ import functools
 import io
 import os
 import re
+import tempfile
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from pathlib import Path
 import anyio
 import pytest
 from PIL import Image
-from tools_helpers import API_KEY, MODEL, ServerProcess, b64, decode_masks, error_text, free_port, http_session, png_of, server_env
+from tools_helpers import API_KEY, MODEL, ServerProcess, b64, decode_masks, error_text, free_port, http_session, png_of, server_env, stdio_session
 from openai_double import Step  # noqa: E402 - tools_helpers puts tests/llm on the path
 
 import som.tools
@@ -407,3 +408,25 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_page_tools_over_stdio_and_the_browser_closes_when_the_client_leaves(tmp_path):
+    (tmp_path / "page.html").write_text(
+        "<!doctype html><title>stdio</title><button onclick=\"this.textContent = 'Pressed'\">Press me</button>"
+    )
+    log = tempfile.TemporaryFile("w+")
+
+    async def session():
+        async with stdio_session(tmp_path, server_env(), "--verbose", errlog=log) as s:
+            opened = await s.call_tool("open_page", {"url": "page.html", "width": 400, "height": 300})
+            clicked = await s.call_tool("click_mark", {"label": "1"})
+            outside = await s.call_tool("open_page", {"url": "../x.html"})
+            return opened, clicked, outside
+
+    opened, clicked, outside = anyio.run(session)
+    assert _names(_ok(opened)) == ["Press me"] and png_of(opened.content[1]).shape == (300, 400, 3)
+    assert _names(_ok(clicked)) == ["Pressed"]
+    assert "outside the allowed roots" in error_text(outside)
+    log.seek(0)
+    text = log.read()
+    assert "Traceback" not in text and "page 1 is closed (the server shut down)" in text

@@ -8,12 +8,15 @@
 
 The tools: `mark_image` (mark an image: marked picture + marks), `regions` (boxes, areas and
 COCO RLE masks of marks of an earlier result), `ask` (ask the configured LLM about an image or
-an earlier result; the answer and the marks it names). The screen and web-page tools come with
-the screens-and-web-pages work. The MCP server (`som.tools.server`, `som mcp`) runs the same
-code, so `call` and the MCP tools give the same results.
+an earlier result; the answer and the marks it names), `screen_marks` (mark a screenshot: kind
+and text per mark), and the page tools: `open_page` (a URL in the process's headless Chromium,
+marked), `page_marks`, `click_mark`, `type_mark`, `select_mark`, `scroll` (act, then the new
+marks), `close_page`. The MCP server (`som.tools.server`, `som mcp`) runs the same code, so
+`call` and the MCP tools give the same results.
 
 Modules: `schemas` (the tools as JSON Schema), `store` (results per connection, size cap),
-`roots` (files only under allowed folders), `impl` (the tools), `server` (MCP), `cli` (`som mcp`).
+`roots` (files only under allowed folders), `pages` (the browser, open pages, allowed URLs),
+`impl` (the tools), `server` (MCP), `cli` (`som mcp`).
 """
 
 from __future__ import annotations

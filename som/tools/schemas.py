@@ -23,9 +23,13 @@ GRANULARITIES = tuple(str(g.level) for g in GRANULARITY_LEVELS.values()) + tuple
     g.name for g in GRANULARITY_LEVELS.values()
 )
 DEFAULT_GRANULARITY = GRANULARITY_LEVELS[DEFAULT_LEVEL].name
-# the image tools; the screen/page tools (screen_marks, open_page, ...) come with the
-# screens-and-web-pages work, which has not landed yet
-TOOL_NAMES = ("mark_image", "regions", "ask")
+# what som.screen and som.web mark (som.screen.marks.SCREEN_KINDS, som.web.page.KINDS without
+# "vision"); written out so that this module stays light, checked against them by the tests
+SCREEN_KINDS = ("text", "icon", "control", "image")
+PAGE_KINDS = ("link", "button", "input", "toggle", "menu", "clickable")
+SCROLL_DIRECTIONS = ("down", "up", "right", "left")
+PAGE_TOOLS = ("open_page", "page_marks", "click_mark", "type_mark", "select_mark", "scroll", "close_page")
+TOOL_NAMES = ("mark_image", "regions", "ask", "screen_marks", *PAGE_TOOLS)
 
 
 def one_image_templates() -> list[str]:
@@ -78,6 +82,24 @@ _MARKING: dict[str, Any] = {
         "description": "Labels 1, 2, 3... (number) or a, b, c... (alphabet).",
     },
 }
+
+_LABEL_MODE = _MARKING["label_mode"]
+
+_PAGE_ID = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "ID of an open page of this connection (returned by open_page); omit for the page used last.",
+}
+
+_PAGE_LABEL = {
+    "type": "string",
+    "description": "The mark to act on, as drawn in the page's latest marked screenshot (e.g. \"7\").",
+}
+
+_AFTER = (
+    " Returns the page's new marked screenshot and marks (labels are renumbered: use the new ones) and a "
+    "result_id for regions and ask."
+)
 
 _RESULT_ID = {
     "type": "integer",
@@ -158,6 +180,152 @@ def _tools() -> list[dict[str, Any]]:
                     **_MARKING,
                 },
                 "required": [],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "screen_marks",
+            "description": "Set-of-Mark a screenshot (no DOM needed): text read by OCR, icons, controls and "
+            "pictures each get a numbered mark. Returns the marked screenshot and, per mark, its label, box (xyxy, "
+            "pixels), kind (text, icon, control, image) and the text read in it, plus a result_id (for regions "
+            "and ask).",
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    **_IMAGE_INPUT,
+                    "kinds": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(SCREEN_KINDS)},
+                        "description": "Kinds of marks to keep (default: all of text, icon, control, image).",
+                    },
+                    "label_mode": _LABEL_MODE,
+                },
+                "required": [],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "open_page",
+            "description": "Open a web page in the server's headless browser and mark every element a user can "
+            "act on in view (links, buttons, inputs, toggles, menus). The page stays open for this connection "
+            "(a few at a time; the least recently used is closed first). Returns a page_id, the marked "
+            "screenshot and, per mark, its label, box (xyxy, screenshot pixels), kind, tag, role, name, text, "
+            "value... and a result_id. Act on it with click_mark, type_mark, select_mark and scroll.",
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "url": {
+                        "type": "string",
+                        "description": "http(s) URL (the server may allow only some hosts), or a file:// URL or "
+                        "path of an HTML file under the allowed roots.",
+                    },
+                    "width": {"type": "integer", "minimum": 200, "default": 1280, "description": "Viewport width, CSS px."},
+                    "height": {"type": "integer", "minimum": 200, "default": 800, "description": "Viewport height, CSS px."},
+                    "full_page": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "Mark the whole page, not just the viewport (a taller screenshot).",
+                    },
+                    "kinds": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(PAGE_KINDS)},
+                        "description": "Element kinds to mark (default: all).",
+                    },
+                },
+                "required": ["url"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "page_marks",
+            "description": "Mark an open page again as it is now (after it changed by itself, or with another "
+            "full_page)." + _AFTER,
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "page_id": _PAGE_ID,
+                    "full_page": {
+                        "type": "boolean",
+                        "description": "Mark the whole page, not just the viewport (default: as when opened).",
+                    },
+                },
+                "required": [],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "click_mark",
+            "description": "Click the element under a mark of an open page (waits until it can be clicked, then "
+            "for the page to load)." + _AFTER,
+            "input_schema": {
+                "type": "object",
+                "properties": {"page_id": _PAGE_ID, "label": _PAGE_LABEL},
+                "required": ["label"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "type_mark",
+            "description": "Type text into the text field under a mark of an open page (its old text is "
+            "replaced); with submit, press Enter after it." + _AFTER,
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "page_id": _PAGE_ID,
+                    "label": _PAGE_LABEL,
+                    "text": {"type": "string", "description": "The text to type."},
+                    "submit": {"type": "boolean", "default": False, "description": "Press Enter after typing."},
+                },
+                "required": ["label", "text"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "select_mark",
+            "description": "Choose an option of the drop-down list (<select>) under a mark of an open page, by "
+            "its visible text or value." + _AFTER,
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "page_id": _PAGE_ID,
+                    "label": _PAGE_LABEL,
+                    "option": {"type": "string", "description": "The option's visible text (or its value)."},
+                },
+                "required": ["label", "option"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "scroll",
+            "description": "Scroll an open page by a part of the viewport." + _AFTER,
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "page_id": _PAGE_ID,
+                    "direction": {
+                        "type": "string",
+                        "enum": list(SCROLL_DIRECTIONS),
+                        "default": "down",
+                        "description": "Which way to scroll.",
+                    },
+                    "amount": {
+                        "type": "number",
+                        "minimum": 0.05,
+                        "default": 0.8,
+                        "description": "How far, in viewports (0.8 = four fifths of the visible height or width).",
+                    },
+                },
+                "required": [],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "close_page",
+            "description": "Close an open page of this connection (its results stay available).",
+            "input_schema": {
+                "type": "object",
+                "properties": {"page_id": {**_PAGE_ID, "description": "ID of the open page to close."}},
+                "required": ["page_id"],
                 "additionalProperties": False,
             },
         },

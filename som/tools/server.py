@@ -18,7 +18,7 @@ import time
 from typing import Any, Hashable
 
 from som import __version__
-from som.tools.impl import ToolContext, ToolError, one_line, run_tool
+from som.tools.impl import ToolContext, ToolError, WebSettings, one_line, run_tool
 from som.tools.roots import Roots
 from som.tools.schemas import tool_specs
 from som.tools.store import StoreRegistry
@@ -30,7 +30,12 @@ INSTRUCTIONS = (
     "Set-of-Mark tools. mark_image cuts an image into regions and draws a numbered mark on each; it returns "
     "the marked image, the marks (label, parent, box, area) and a result_id; a mark's parent is the mark of the "
     "whole object it is a part of. regions gives the boxes and COCO RLE masks "
-    "of marks of that result; ask puts a question about it to the server's LLM and returns the marks named."
+    "of marks of that result; ask puts a question about it to the server's LLM and returns the marks named. "
+    "screen_marks marks a screenshot (text, icons, controls, images, each with its kind and text). "
+    "open_page opens a web page in the server's browser and marks what can be clicked or typed into; "
+    "click_mark, type_mark, select_mark and scroll act on a mark of that page and return its new marked "
+    "screenshot and marks (labels change after every action: always use the latest); page_marks marks it "
+    "again, close_page closes it. Every page and screen result has a result_id too, for regions and ask."
 )
 MAX_REQUEST_BYTES = 64 * 2**20  # base64 photos are larger than the SDK's 4 MiB default
 _STDIO = "stdio"
@@ -54,8 +59,10 @@ def connection_key(ctx: Any) -> Hashable | None:
     return ("http", session) if session else None
 
 
-def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None) -> Any:
-    """The MCP server (mcp.server.lowlevel.Server) serving the tools of som.tools."""
+def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None, web: WebSettings | None = None) -> Any:
+    """The MCP server (mcp.server.lowlevel.Server) serving the tools of som.tools. The page tools'
+    browser (web.browser, default the process's) starts on the first open_page; `shutdown(server)`
+    closes every page and the browser."""
     _need_sdk()
     import anyio.to_thread
     from mcp import types
@@ -64,6 +71,7 @@ def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None
 
     roots = roots or Roots()
     stores = stores or StoreRegistry()
+    web = web or WebSettings()
     tools = [
         types.Tool(name=t["name"], description=t["description"], input_schema=t["input_schema"]) for t in tool_specs()
     ]
@@ -74,7 +82,7 @@ def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None
     async def call_tool(ctx: Any, params: Any) -> Any:
         key = connection_key(ctx)
         store = stores.for_connection(key) if key is not None else stores.stateless()
-        context = ToolContext(roots, store)
+        context = ToolContext(roots, store, web=web)
         t = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(run_tool, params.name, params.arguments, context)
@@ -112,7 +120,17 @@ def build_server(roots: Roots | None = None, stores: StoreRegistry | None = None
         on_call_tool=call_tool,
     )
     server.add_request_handler("server/discover", types.RequestParams, discover)
+    server.som_stores, server.som_web = stores, web  # for shutdown()
     return server
+
+
+def shutdown(server: Any) -> None:
+    """Close every connection's pages and the browser (when one was started)."""
+    stores, web = getattr(server, "som_stores", None), getattr(server, "som_web", None)
+    if stores is not None:
+        stores.close_all()
+    if web is not None:
+        web.host.close()
 
 
 def _scrub(text: str) -> str:
@@ -136,7 +154,10 @@ def serve_stdio(server: Any) -> None:
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    finally:
+        shutdown(server)
 
 
 def serve_http(server: Any, host: str = "127.0.0.1", port: int = 8000, path: str = "/mcp") -> None:
@@ -144,5 +165,44 @@ def serve_http(server: Any, host: str = "127.0.0.1", port: int = 8000, path: str
     import uvicorn
 
     app = server.streamable_http_app(streamable_http_path=path, host=host, max_request_body_size=MAX_REQUEST_BYTES)
+    app = _closing_at_shutdown(app, server)
     print(f"som mcp: streamable HTTP on http://{host}:{port}{path}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        shutdown(server)
+
+
+def _closing_at_shutdown(app: Any, server: Any) -> Any:
+    """The ASGI app, closing a session's pages when its client ends it (DELETE with its
+    Mcp-Session-Id), and every page and the browser when uvicorn shuts the app down (lifespan
+    shutdown: uvicorn re-raises SIGTERM/SIGINT after serving, so code after uvicorn.run may not run)."""
+    import anyio.to_thread
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "DELETE":
+            session = dict(scope.get("headers") or []).get(b"mcp-session-id")
+            status: list[int] = []
+
+            async def watch(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                await send(message)
+
+            await app(scope, receive, watch)
+            if session and status and status[0] < 300:
+                key = ("http", session.decode("latin-1"))
+                log.info("connection %s ended by its client", key)
+                server.som_stores.forget(key)  # its results go, its pages close
+            return
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await anyio.to_thread.run_sync(shutdown, server)
+            await send(message)
+
+        return await app(scope, receive, send_closing)
+
+    return wrapped

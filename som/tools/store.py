@@ -5,7 +5,8 @@ sending the image again. Each connection (an MCP session, or one Python
 process for `som.tools.call`) has its own `ResultStore`; IDs count 1, 2, 3...
 within it, so two clients never see each other's results. The store keeps the
 newest results within `max_results` and `max_bytes` and drops the oldest
-first; asking for a dropped ID says so.
+first; asking for a dropped ID says so. A connection's open web pages (`pages`, a
+som.tools.pages.PageSet made by the first open_page) are closed with its store.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ResultStore:
     max_results: int = DEFAULT_MAX_RESULTS
     max_bytes: int = DEFAULT_MAX_BYTES
     stateless: bool = False  # belongs to a request outside any connection: keeps nothing for later
+    pages: Any = None  # the connection's open web pages (som.tools.pages.PageSet), made on first use
     _items: "OrderedDict[int, StoredResult]" = field(default_factory=OrderedDict, repr=False)
     _next_id: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -70,6 +72,18 @@ class ResultStore:
     def ids(self) -> list[int]:
         with self._lock:
             return list(self._items)
+
+    def page_set(self, make: Any) -> Any:
+        """The connection's PageSet, made by make() on first use."""
+        with self._lock:
+            if self.pages is None:
+                self.pages = make()
+            return self.pages
+
+    def close(self, reason: str = "the connection closed") -> None:
+        """Close the connection's open pages (its results go with the store)."""
+        if self.pages is not None:
+            self.pages.close_all(reason)
 
     def add(self, result: Any, doc: dict[str, Any], image_file: str | None = None) -> StoredResult:
         """Store a result under the next ID; drop the oldest ones beyond the caps (never the new one)."""
@@ -141,7 +155,7 @@ class StoreRegistry:
             if store is None:
                 store = self._stores[key] = ResultStore(self.max_results, self.max_bytes)
                 while len(self._stores) > self.max_connections:
-                    self._stores.popitem(last=False)
+                    self._stores.popitem(last=False)[1].close("closed with the connection's results (server cap)")
             else:
                 self._stores.move_to_end(key)
             return store
@@ -157,7 +171,9 @@ class StoreRegistry:
                     break
                 if key == keep:
                     continue
-                total -= self._stores.pop(key).nbytes
+                store = self._stores.pop(key)
+                store.close("closed with the connection's results (server memory cap)")
+                total -= store.nbytes
                 dropped.append(key)
         return dropped
 
@@ -167,4 +183,13 @@ class StoreRegistry:
 
     def forget(self, key: Hashable) -> None:
         with self._lock:
-            self._stores.pop(key, None)
+            store = self._stores.pop(key, None)
+        if store is not None:
+            store.close()
+
+    def close_all(self) -> None:
+        """Close every connection's pages (at shutdown)."""
+        with self._lock:
+            stores = list(self._stores.values())
+        for store in stores:
+            store.close("the server shut down")

@@ -58,7 +58,7 @@ def coffee(http_server, photo_root, llm_server):
 
 def test_lists_the_image_tools_with_the_same_schemas_as_function_calling(coffee):
     tools = {t.name: t for t in coffee["tools"].tools}
-    assert list(tools) == ["mark_image", "regions", "ask"]  # screen/page tools come with their issue
+    assert list(tools) == list(som.tools.TOOL_NAMES)
     for spec in som.tools.openai_tools():
         fn = spec["function"]
         assert tools[fn["name"]].input_schema == fn["parameters"]
@@ -151,7 +151,7 @@ ERRORS = [  # (tool, arguments, part of the one-line reason); {rid}: a result of
     ("ask", {"question": "q", "result_id": 99}, "unknown result id 99"),
     ("ask", {"question": "q", "result_id": "{rid}", "path": "coffee.jpg"}, "not both"),
     ("ask", {"question": "q", "path": "/etc/passwd"}, "outside the allowed roots"),
-    ("screen_marks", {}, "unknown tool 'screen_marks'"),
+    ("screenshot", {}, "unknown tool 'screenshot'"),
 ]
 
 

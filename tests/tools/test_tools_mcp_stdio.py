@@ -10,6 +10,7 @@ import pytest
 from tools_helpers import b64, check_drawn, error_text, png_of, server_env, run_async, stdio_session
 
 from som.imageio import load_image
+from som.tools import TOOL_NAMES
 
 pytest.importorskip("mcp", reason="som mcp needs the MCP SDK: pip install 'som[mcp]'")
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def test_stdio_session_marks_a_photo_and_reports_errors_without_dying(photo_root
             return out
 
     out = run_async(session)
-    assert [t.name for t in out["tools"].tools] == ["mark_image", "regions", "ask"]
+    assert [t.name for t in out["tools"].tools] == list(TOOL_NAMES)
     mark = out["mark"]
     assert not mark.is_error, mark.content[0].text
     data = mark.structured_content

@@ -21,6 +21,15 @@ VALID = [
     ("ask", {"question": "which mark is the cup?", "result_id": 1, "template": "refer"}),
     ("ask", {"question": "list them", "path": "a.jpg", "granularity": "parts", "highlight": False}),
     ("ask", {"result_id": 2, "template": "list"}),
+    ("screen_marks", {"path": "shot.png", "kinds": ["text", "control"], "label_mode": "alphabet"}),
+    ("open_page", {"url": "http://127.0.0.1:8000/", "width": 900, "height": 600, "full_page": True, "kinds": ["button"]}),
+    ("page_marks", {}),
+    ("page_marks", {"page_id": 2, "full_page": False}),
+    ("click_mark", {"label": "7"}),
+    ("type_mark", {"page_id": 1, "label": "3", "text": "", "submit": True}),
+    ("select_mark", {"label": "3", "option": "Large"}),
+    ("scroll", {"direction": "up", "amount": 1.5}),
+    ("close_page", {"page_id": 1}),
 ]  # fmt: skip
 INVALID = [  # (tool, arguments, what the one-line reason says)
     ("mark_image", {"path": ["a.jpg"]}, "path must be a string"),
@@ -38,6 +47,18 @@ INVALID = [  # (tool, arguments, what the one-line reason says)
     ("regions", {"result_id": 1, "highlight": "yes"}, "highlight must be a boolean"),
     ("ask", {"question": ["q"]}, "question must be a string"),
     ("ask", {"question": "q", "template": "match"}, "template must be one of"),
+    ("screen_marks", {"path": "a.png", "kinds": ["button"]}, "kinds[0] must be one of"),
+    ("open_page", {}, "missing required argument(s) url"),
+    ("open_page", {"url": "http://x/", "width": 10}, "width must be >= 200"),
+    ("open_page", {"url": "http://x/", "kinds": ["vision"]}, "kinds[0] must be one of"),
+    ("click_mark", {}, "missing required argument(s) label"),
+    ("click_mark", {"label": "1", "page_id": 0}, "page_id must be >= 1"),
+    ("type_mark", {"label": "1"}, "missing required argument(s) text"),
+    ("select_mark", {"label": "1", "option": ["a"]}, "option must be a string"),
+    ("scroll", {"direction": "sideways"}, "direction must be one of"),
+    ("scroll", {"amount": 0}, "amount must be >= 0.05"),
+    ("scroll", {"amount": "far"}, "amount must be a number"),
+    ("close_page", {}, "missing required argument(s) page_id"),
 ]
 
 
@@ -48,7 +69,10 @@ def _validator(tool: str) -> jsonschema.Draft202012Validator:
 
 def test_openai_tools_are_function_schemas_that_validate_as_json_schema():
     tools = som.tools.openai_tools()
-    assert [t["function"]["name"] for t in tools] == list(som.tools.TOOL_NAMES) == ["mark_image", "regions", "ask"]
+    assert [t["function"]["name"] for t in tools] == list(som.tools.TOOL_NAMES) == [
+        "mark_image", "regions", "ask", "screen_marks",
+        "open_page", "page_marks", "click_mark", "type_mark", "select_mark", "scroll", "close_page",
+    ]  # fmt: skip
     for t in tools:
         assert t["type"] == "function" and set(t["function"]) == {"name", "description", "parameters"}
         params = t["function"]["parameters"]
@@ -84,8 +108,8 @@ def test_what_a_model_plainly_means_is_accepted():
 
 
 def test_unknown_tool_and_non_object_arguments():
-    with pytest.raises(ToolError, match="unknown tool 'screen_marks'; the tools are mark_image, regions, ask"):
-        som.tools.call("screen_marks", {})
+    with pytest.raises(ToolError, match="unknown tool 'screenshot'; the tools are mark_image, regions, ask, screen_marks, "):
+        som.tools.call("screenshot", {})
     with pytest.raises(ToolError, match="arguments must be a JSON object"):
         som.tools.call("regions", ["result_id", 1])
 

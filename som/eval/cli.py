@@ -39,6 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--images", metavar="DIR", help="image folder (COCO file_name / Flickr30k ids are relative to it)")
     r.add_argument("--split", help="RefCOCO split (val, testA, testB, test) or Flickr30k id list (test -> test.txt)")
     r.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
+    r.add_argument("--coco", metavar="INSTANCES.json",
+                   help="JSONL refer/ground data: ground-truth marks also for this COCO file's other objects")
     r.add_argument("-o", "--output", required=True, metavar="RUNDIR", help="run folder (created; reused to resume)")
     m = r.add_argument_group("model")
     m.add_argument("--model", help="model name (default: $SOM_MODEL, else gpt-4o)")
@@ -105,7 +107,7 @@ def run_cmd(args: argparse.Namespace) -> int:
             cache_dir=args.cache, templates_file=args.templates_file, device=args.device, checkpoint=args.checkpoint,
             max_side_px=args.max_side, quiet=args.quiet,
         )
-        data_path, images = args.data, args.images
+        data_path, images, coco = args.data, args.images, args.coco
         if args.data == "smoke":
             from som.eval.smoke import build_smoke, smoke_data_path
 
@@ -113,7 +115,9 @@ def run_cmd(args: argparse.Namespace) -> int:
             data_path = smoke_data_path(args.task, paths)
             if args.task in ("label", "list"):  # the JSONL files name their images themselves
                 images = images or paths["images"]
-        data = load_data(args.task, data_path, images_dir=images, split=args.split, limit=args.limit)
+            else:  # ground-truth marks for every object, not only those the expressions name
+                coco = coco or paths["instances"]
+        data = load_data(args.task, data_path, images_dir=images, split=args.split, limit=args.limit, coco=coco)
     except ValueError as e:
         return _fail(str(e), 2)
     try:

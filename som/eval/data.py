@@ -507,9 +507,14 @@ def load_data(
     images_dir: str | Path | None = None,
     split: str | None = None,
     limit: int | None = None,
+    coco: str | Path | None = None,
 ) -> EvalData:
     """The loader for `task` chosen by what `data` is (a .jsonl file, a COCO .json, a RefCOCO or
-    Flickr30k Entities folder). ValueError saying which layouts the task reads."""
+    Flickr30k Entities folder). ValueError saying which layouts the task reads.
+
+    coco: a COCO instances file whose objects join those of the JSONL records with the same image
+    file name (refer, ground), so ground-truth marks show every annotated object, not only the
+    ones the records name."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     path = Path(data)
@@ -540,7 +545,32 @@ def load_data(
         out = load_coco_task(task, path, images_dir if images_dir is not None else path.parent)
     if not out.samples:
         raise ValueError(f"--data {path}: no {task} samples found" + (f" in split {split!r}" if split else ""))
+    if coco is not None:
+        if task not in ("refer", "ground") or path.suffix != ".jsonl":
+            raise ValueError("--coco adds ground-truth objects to JSONL refer/ground data; the other layouts carry their own")
+        add_coco_objects(out, coco)
     return out.limited(limit)
+
+
+def add_coco_objects(data: EvalData, instances: str | Path) -> None:
+    """Every object of `instances` joins the image of `data` with the same file name (an object
+    equal to one the records name is that one, not a second mark)."""
+    coco_images, _, _, _ = load_coco_images(instances, Path(instances).parent)
+    by_name = {Path(k).name: im for k, im in coco_images.items()}
+    matched = 0
+    for image in data.images.values():
+        src = by_name.get(image.path.name)
+        if src is None:
+            continue
+        if (src.height, src.width) != (image.height, image.width):
+            raise ValueError(
+                f"{instances}: {image.path.name} is {src.width}x{src.height} there, {image.width}x{image.height} on disk"
+            )
+        matched += 1
+        for obj in src.objects:
+            _add_object(image, obj)
+    if not matched:
+        raise ValueError(f"{instances}: none of its images is an image of --data (matched by file name)")
 
 
 __all__ = [

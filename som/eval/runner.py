@@ -252,7 +252,7 @@ def _run_condition(
                 i, image, marked, question = pending.pop(f)
                 record(i, image, marked, question, f.result())
 
-    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="som-eval") as pool:
+    def submit_all(pool: ThreadPoolExecutor) -> None:
         for key, idx in _groups(data.samples):
             image = data.images[key]
             try:
@@ -269,7 +269,16 @@ def _run_condition(
                 pending[pool.submit(ask, i, image, marked, messages, q, url_hw)] = (i, image, marked, q)
                 drain(2 * options.concurrency)
         drain(0)
-    progress.close()
+
+    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="som-eval") as pool:
+        try:
+            submit_all(pool)
+        except BaseException:  # Ctrl-C (or a bug): queued requests are dropped; those in flight finish and are cached
+            for f in pending:
+                f.cancel()
+            raise
+        finally:
+            progress.close()
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records if r is not None)
     _atomic_write(out / "samples" / f"{cond.slug}.jsonl", lines)

@@ -86,6 +86,32 @@ def test_killed_run_resumes_without_repeating(llm_server, smoke, run_cli, tmp_pa
     assert res["metrics"]["accuracy"] == 1.0 and res["n"] == n
 
 
+def test_ctrl_c_stops_soon_and_keeps_finished_replies(llm_server, smoke, tmp_path):
+    rundir = tmp_path / "run"
+    llm_server.responder = Oracle(rundir, smoke)
+    llm_server.delay_s = 1.5
+    env = {**os.environ, "OPENAI_API_KEY": llm_server.api_key, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "som.cli", *_args(llm_server, smoke, rundir, "--conditions", "none", "--concurrency", "2")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 60
+    while len(ResponseCache(rundir / "cache")) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # the next requests are on their way
+    with llm_server.lock:
+        started = len(llm_server.requests) + llm_server.in_flight
+    proc.send_signal(signal.SIGINT)
+    t = time.time()
+    proc.wait(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in proc.stderr.read().decode()
+    assert time.time() - t < 8
+    time.sleep(1.0)  # let the server finish what it got
+    # the queued questions were dropped: no request started after Ctrl-C; those in flight were cached
+    assert len(llm_server.requests) == started
+    assert len(ResponseCache(rundir / "cache")) >= 2
+
+
 def test_concurrency_bound(llm_server, smoke, run_cli, tmp_path):
     rundir = tmp_path / "run"
     llm_server.responder = Oracle(rundir, smoke)

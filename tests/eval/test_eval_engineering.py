@@ -32,24 +32,25 @@ def _args(server, smoke, rundir, *extra):
 def test_rerun_sends_no_request(llm_server, smoke, run_cli, tmp_path):
     rundir = tmp_path / "run"
     llm_server.responder = Oracle(rundir, smoke, wrong=lambda kind, stem, key: key.startswith("the left"))
-    n = _refer_count(smoke)
-    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "none,gt"))
+    n = 12
+    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "none,gt", "--limit", "12"))
     assert code == 0, err
     first = json.loads((rundir / "summary.json").read_text())
     assert len(llm_server.requests) == 2 * n
     assert [r["requests_sent"] for r in first["results"]] == [n, n]
 
-    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "none,gt"))
+    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "none,gt", "--limit", "12"))
     assert code == 0, err
     second = json.loads((rundir / "summary.json").read_text())
     assert len(llm_server.requests) == 2 * n  # nothing new reached the server
     assert [r["requests_sent"] for r in second["results"]] == [0, 0]
     assert [r["cached"] for r in second["results"]] == [n, n]
+    assert first["results"][1]["metrics"]["accuracy"] < 1.0  # the oracle's wrong answers are in the cache too
     for a, b in zip(first["results"], second["results"]):
         assert a["metrics"] == b["metrics"] and a["counts"] == b["counts"] and a["tokens"] == b["tokens"]
 
     # another parameter is another request: the seed is part of the key
-    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "gt", "--seed", "7"))
+    code, _, err = run_cli(*_args(llm_server, smoke, rundir, "--conditions", "gt", "--seed", "7", "--limit", "12"))
     assert code == 0, err
     assert len(llm_server.requests) == 3 * n
     assert {r.body["seed"] for r in llm_server.requests[-n:]} == {7}

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 from som.pipeline import mark, mark_many
-from som.refine import refine
 from som.regions import Regions
 from som.segmenters.amg import AmgOptions, overlapping
 from som.segmenters.base import DEFAULT_LEVEL, resolve_device

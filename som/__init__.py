@@ -22,6 +22,8 @@ _LAZY = {
     "build_segmenter": "som.segmenters",
     "list_segmenters": "som.segmenters",
     "ask": "som.llm",
+    "mark_page": "som.web.page",
+    "mark_screen": "som.screen.marks",
 }
 
 

@@ -14,8 +14,9 @@ and a base64 image that decodes to a PNG/JPEG gets 400. Every accepted request i
 recorded with its decoded images for the tests to inspect.
 
 Replies are scripted: `server.enqueue(Step(...), ...)`; with no script it asks
-`responder(received)` when one is set (rule-based answers that read the prompt and the
-image: a text or a Step), else answers `default_text`. Steps cover failures: any status with an OpenAI-style error body
+`responder(received)` when one is set (a scripted model that reads the prompt and the image,
+e.g. picks the mark of a named element, or answers from the ground truth: a text or a Step),
+else answers `default_text`. Steps cover failures: any status with an OpenAI-style error body
 (401, 404, 429 with Retry-After, 500, context length exceeded), sleeping past the
 client's timeout, malformed JSON, empty choices, content-filter finishes.
 """

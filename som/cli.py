@@ -17,6 +17,7 @@ MARK_TYPES = ("mark", "mask", "box", "contour")
 # subcommands living next to the code they drive: module with register(subparsers)
 PLUGINS = (
     "som.llm.cli", "som.app.cli", "som.app.chat_cli", "som.dataset.cli", "som.tools.cli", "som.web.cli", "som.screen.cli",
+    "som.eval.cli",
 )
 
 

@@ -13,9 +13,10 @@ gets 404 `model_not_found`; a request without a user message holding a text part
 and a base64 image that decodes to a PNG/JPEG gets 400. Every accepted request is
 recorded with its decoded images for the tests to inspect.
 
-Replies are scripted: `server.enqueue(Step(...), ...)`; with no script it answers
-`responder(request)` when set (a function of the `Received` request: a scripted model that
-reads the prompt, e.g. picks the mark of a named element), else `default_text`. Steps cover failures: any status with an OpenAI-style error body
+Replies are scripted: `server.enqueue(Step(...), ...)`; with no script it asks
+`responder(received)` when one is set (a scripted model that reads the prompt and the image,
+e.g. picks the mark of a named element, or answers from the ground truth: a text or a Step),
+else answers `default_text`. Steps cover failures: any status with an OpenAI-style error body
 (401, 404, 429 with Retry-After, 500, context length exceeded), sleeping past the
 client's timeout, malformed JSON, empty choices, content-filter finishes.
 """
@@ -31,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -61,6 +62,7 @@ class Step:
     finish_reason: str = "stop"
     refusal: str | None = None
     chunk_chars: int = 4
+    usage: dict[str, int] | None = None  # the reply's token counts (default 10 + 5)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Received:
     body: dict[str, Any]
     texts: list[str]  # every text part and system/user string, in order
     images: list[tuple[str, tuple[int, int]]]  # (PIL format, (height, width)) per image part
+    image_bytes: list[bytes] = field(default_factory=list)  # each image part's decoded file bytes
 
     @property
     def all_text(self) -> str:
@@ -104,6 +107,19 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ protocol
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         srv = self.server
+        with srv.lock:
+            srv.in_flight += 1
+            srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        try:
+            if srv.delay_s:
+                time.sleep(srv.delay_s)
+            self._post()
+        finally:
+            with srv.lock:
+                srv.in_flight -= 1
+
+    def _post(self) -> None:
+        srv = self.server
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/chat/completions":
@@ -126,15 +142,16 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             srv.rejected.append(problem)
             return self._error(400, f"Invalid request: {problem}", None, "invalid_request_error")
-        received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, texts, images)
+        refused = [p for p in srv.refuse_params if p in body]
+        if refused:
+            return self._error(400, f"Unrecognized request argument supplied: {refused[0]}", None, "invalid_request_error")
+        received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, texts, images, _image_bytes(body["messages"]))
         srv.requests.append(received)
         with srv.lock:
-            if srv.script:
-                step = srv.script.popleft()
-            elif srv.responder is not None:  # a scripted model that reads the prompt (agent tests)
-                step = Step(text=srv.responder(received))
-            else:
-                step = Step(text=srv.default_text)
+            step = srv.script.popleft() if srv.script else None
+        if step is None:
+            answer = srv.responder(received) if srv.responder is not None else srv.default_text
+            step = answer if isinstance(answer, Step) else Step(text=answer)
         if step.sleep_s:
             time.sleep(step.sleep_s)
         if step.status != 200:
@@ -155,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": step.finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            "usage": step.usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
         self._send(200, json.dumps(completion).encode(), headers=step.headers)
 
@@ -233,6 +250,17 @@ def _inspect_messages(messages: Any) -> tuple[str | None, list[str], list[tuple[
     return None, texts, images
 
 
+def _image_bytes(messages: list) -> list[bytes]:
+    """The decoded file bytes of every image part (messages already checked by _inspect_messages)."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                out.append(base64.b64decode(part["image_url"]["url"].partition(",")[2]))
+    return out
+
+
 class FakeOpenAIServer(ThreadingHTTPServer):
     """Start with `start()`, stop with `stop()`; `base_url` is what the client needs."""
 
@@ -246,8 +274,13 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.requests: list[Received] = []
         self.rejected: list[str] = []
         self.default_text = "The cup is [2]."
-        self.responder = None  # Callable[[Received], str] | None
         self.lock = threading.Lock()
+        # rule-based replies when the script is empty: responder(Received) -> text or Step
+        self.responder: Callable[[Received], str | Step] | None = None
+        self.delay_s = 0.0  # wait before handling every request (concurrency tests)
+        self.in_flight = 0  # requests being handled now, and the most at once
+        self.max_in_flight = 0
+        self.refuse_params: set[str] = set()  # body keys answered with 400 "Unrecognized request argument"
         self._thread: threading.Thread | None = None
 
     @property

@@ -26,12 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_photo(path: Path, height: int, width: int) -> None:
+def synthetic_photo(height: int, width: int, seed: int = 0):
+    """(H, W, 3) uint8: a gradient with 30 filled shapes, each holding a shape of another colour
+    (wholes and parts). Also used by tests/test_memory.py."""
     import cv2
     import numpy as np
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     img = np.empty((height, width, 3), np.uint8)
     for y0 in range(0, height, 512):  # the gradient in bands: the generator stays small too
         yy, xx = np.mgrid[y0 : min(y0 + 512, height), :width].astype(np.float32)
@@ -45,7 +46,7 @@ def synthetic_photo(path: Path, height: int, width: int) -> None:
         else:
             cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r // 2), c, -1)
         cv2.circle(img, (cx, cy), r // 3, tuple(255 - v for v in c), -1)
-    Image.fromarray(img).save(path, quality=90)
+    return img
 
 
 def peak_rss_mb(src: Path, image: Path, out_dir: Path) -> tuple[float, float]:
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         huge = tmp / f"synthetic-{args.size}.jpg"
-        synthetic_photo(huge, args.size, args.size)
+        from PIL import Image
+
+        Image.fromarray(synthetic_photo(args.size, args.size)).save(huge, quality=90)
         rows = {}
         for name, src in [("this", REPO)] + ([("reference", Path(args.reference).resolve())] if args.reference else []):
             small_mb, small_s = peak_rss_mb(src, Path(args.small), tmp / f"{name}-small")

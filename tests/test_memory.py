@@ -1,29 +1,15 @@
 """Masks are kept as crops: marking a large photo never allocates N full-size mask planes."""
 
+import sys
 import tracemalloc
+from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from som.pipeline import cached_segmenter, mark
 
-
-def synthetic_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A gradient with 30 filled shapes, each with a shape of another colour inside (wholes and parts)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    img = np.stack([xx * 120 / w, yy * 120 / h, np.full_like(xx, 60)], -1).astype(np.uint8)
-    for _ in range(30):
-        c = tuple(int(v) for v in rng.integers(0, 256, 3))
-        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
-        r = int(rng.integers(min(h, w) // 20, min(h, w) // 6))
-        if rng.random() < 0.5:
-            cv2.circle(img, (cx, cy), r, c, -1)
-        else:
-            cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r // 2), c, -1)
-        cv2.circle(img, (cx, cy), r // 3, tuple(255 - v for v in c), -1)
-    return img
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from memory import synthetic_photo  # noqa: E402  (the benchmark's photo: one generator for both)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from som.cropmask import pad1
-from som.layout import LABEL_MODES, _ink_bbox, label_box_size, label_font, label_index, visible_parts
+from som.layout import LABEL_MODES, ink_bbox, label_box_size, label_font, label_index, visible_parts
 from som.regions import Regions
 
 __all__ = [
@@ -260,7 +260,7 @@ class LabelAnnotator:
                 continue
             patch = Image.new("RGB", (int(x2 - x1), int(y2 - y1)), color)
             f = _fit_font_px(text, int(x2 - x1), int(y2 - y1))
-            l, t, r, b = _ink_bbox(text, f)
+            l, t, r, b = ink_bbox(text, f)
             # put the ink box's centre on the label box's centre (positions rounded in image pixels)
             ox = round((x1 + x2) / 2 - (l + r) / 2) - x1
             oy = round((y1 + y2) / 2 - (t + b) / 2) - y1

@@ -49,6 +49,7 @@ __all__ = [
     "font_size_px",
     "label_font",
     "label_box_size",
+    "ink_bbox",
     "place_labels",
 ]
 
@@ -113,7 +114,8 @@ def _pad_px(font_px: int) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _ink_bbox(text: str, font_px: int) -> tuple[int, int, int, int]:
+def ink_bbox(text: str, font_px: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) px of the ink of `text` drawn at the origin in the label font."""
     return tuple(int(v) for v in label_font(font_px).getbbox(text))  # type: ignore[return-value]
 
 
@@ -124,8 +126,8 @@ def label_box_size(text: str, font_px: int) -> tuple[int, int]:
     Ink size of the text plus padding on every side; height is at least the height of a
     digit (so "a" and "1" boxes match) and width at least the height (single marks are square).
     """
-    l, t, r, b = _ink_bbox(text, font_px)
-    _, dt, _, db = _ink_bbox("0", font_px)
+    l, t, r, b = ink_bbox(text, font_px)
+    _, dt, _, db = ink_bbox("0", font_px)
     pad = _pad_px(font_px)
     h = max(b - t, db - dt) + 2 * pad
     w = max(r - l + 2 * pad, h)

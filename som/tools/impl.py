@@ -460,14 +460,14 @@ def open_page(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     options["blocked"] = blocked
 
     def job() -> ToolResult:
-        from som.web.page import _INIT_JS, _Session, mark_page
+        from som.web.page import CLICK_LISTENER_JS, BrowserSession, mark_page
 
         context = ctx.web.host.browser().new_context(viewport=viewport, device_scale_factor=1.0)
-        session = _Session(context=context)
+        session = BrowserSession(context=context)
         try:
             if not policy.any_host:
                 context.route("**/*", lambda route: _guard(route, policy, blocked))
-            context.add_init_script(_INIT_JS)
+            context.add_init_script(CLICK_LISTENER_JS)
             page = context.new_page()
             try:
                 page.goto(url, wait_until="load", timeout=30_000)

@@ -58,7 +58,7 @@ _ROLE_KIND = {
     "treeitem": "menu",
 }
 # records every element that gets a click-like listener, so collect.js can count it as interactive
-_INIT_JS = """(() => {
+CLICK_LISTENER_JS = """(() => {
   if (window.__somClickTargets) return;
   const targets = new WeakSet();
   Object.defineProperty(window, "__somClickTargets", { value: targets });
@@ -145,7 +145,7 @@ def chromium_path() -> str | None:
     return found if found and Path(found).exists() else None
 
 
-class _Session:
+class BrowserSession:
     """Playwright objects som opened itself and must close (none when the caller gave a page)."""
 
     def __init__(self, playwright=None, browser=None, context=None) -> None:
@@ -190,10 +190,10 @@ def open_page(
     device_scale_factor: float = 1.0,
     wait_until: str = "load",
     timeout_s: float = 30.0,
-) -> tuple[Any, _Session]:
+) -> tuple[Any, BrowserSession]:
     """A new page at `url` in its own browser context (the click-listener script installed)."""
     url = _url_of(url)  # a bad target fails before any browser starts
-    session = _Session()
+    session = BrowserSession()
     try:
         if browser is None:
             try:
@@ -205,7 +205,7 @@ def open_page(
         session.context = browser.new_context(
             viewport={"width": int(viewport[0]), "height": int(viewport[1])}, device_scale_factor=float(device_scale_factor)
         )
-        session.context.add_init_script(_INIT_JS)
+        session.context.add_init_script(CLICK_LISTENER_JS)
         page = session.context.new_page()
         page.goto(url, wait_until=wait_until, timeout=timeout_s * 1000)
         return page, session
@@ -231,7 +231,7 @@ class PageMarks:
     device_scale_factor: float
     settings: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    _session: _Session | None = field(default=None, repr=False)
+    _session: BrowserSession | None = field(default=None, repr=False)
     _placement: Any = field(default=None, repr=False)
     _options: dict[str, Any] = field(default_factory=dict, repr=False)
 

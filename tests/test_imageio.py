@@ -171,7 +171,7 @@ def test_large_photo_over_the_pixel_limit_is_too_large_not_a_bomb():
 def test_file_over_the_byte_limit_is_not_read(tmp_path):
     path = tmp_path / "photo.png"
     path.write_bytes(save(Image.fromarray(PHOTO), "PNG"))
-    with pytest.raises(ImageTooLarge, match=r"photo\.png: the file is .* over the 1\.0 KB limit") as err:
+    with pytest.raises(ImageTooLarge, match=r"photo\.png: the file is .* over the 1 KB limit") as err:
         load_image(path, name="photo.png", max_bytes=1024)
     assert err.value.unit == "bytes"
     with pytest.raises(ImageTooLarge):

@@ -120,25 +120,41 @@ class ServeLimits:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **given: Any) -> "ServeLimits":
-        """Limits from `given` (flags; None = not given), else the environment (`ENV`), else defaults."""
+        """Limits from `given` (flags; None = not given), else the environment (`ENV`), else defaults.
+        A bad value raises ValueError naming the flag or variable it came from."""
         environ = os.environ if environ is None else environ
-        kinds = {"max_file_size": str, "max_pixels": parse_pixels, "max_jobs": int, "max_queue": int,
-                 "session_ttl_s": float, "root_path": str}
+
+        def size(v):
+            parse_bytes(v)
+            return str(v)
+
+        def whole(v):
+            try:
+                return int(v)
+            except ValueError:
+                raise ValueError(f"a whole number is expected, got {v!r}") from None
+
+        def seconds(v):
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"a number of seconds is expected, got {v!r}") from None
+
+        kinds = {"max_file_size": size, "max_pixels": parse_pixels, "max_jobs": whole, "max_queue": whole,
+                 "session_ttl_s": seconds, "root_path": str}
         values: dict[str, Any] = {}
         for key, kind in kinds.items():
-            raw = given.get(key)
-            source = FLAGS[key]
+            raw, source = given.get(key), FLAGS[key]
             if raw is None and environ.get(ENV[key], "").strip():
                 raw, source = environ[ENV[key]].strip(), ENV[key]
             if raw is None:
                 continue
             try:
                 values[key] = kind(raw)
+                cls(**{key: values[key]})  # the range checks of __post_init__, blamed on this source
             except ValueError as e:
-                raise ValueError(f"{source}: {e}" if str(e).startswith(("a ", "the ")) else
-                                 f"{source} takes a {kind.__name__ if kind in (int, float) else 'value'}, got {raw!r}") from None
-        limits = cls(**values)
-        return limits
+                raise ValueError(f"{source}: {e}") from None
+        return cls(**values)
 
     def hint(self, key: str) -> str:
         return f"the server's operator can raise it with {FLAGS[key]} or {ENV[key]}"

@@ -5,6 +5,7 @@ and every answer shows the user's own photo (no cross-user leakage)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _bench():
     spec = importlib.util.spec_from_file_location("som_bench_app_load", REPO / "benchmarks" / "app_load.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

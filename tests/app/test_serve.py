@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import importlib.util
+import sys
 import io
 import json
 import re
@@ -38,6 +39,7 @@ LOOK = (["Mark", "Box"], "Alphabet", 0.3, 0.001)
 def _load_bench():
     spec = importlib.util.spec_from_file_location("som_bench_app_load", REPO / "benchmarks" / "app_load.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

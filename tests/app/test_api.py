@@ -56,7 +56,7 @@ def test_load_auto_and_downloads(client):
                           np.asarray(Image.open(out[5]).convert("RGB")))
     regions = read_marks(marks_json)
     assert regions.labels == [r[0] for r in rows]
-    assert [int(a) for a in regions.areas] == [int(r[1]) for r in rows]
+    assert [int(a) for a in regions.areas] == [int(r[2]) for r in rows]  # columns: label, part of, area, ...
     doc = json.loads(Path(marks_json).read_text())
     assert doc["settings"]["segmenter"] == "superpixel" and doc["settings"]["mode"] == "automatic"
 

@@ -550,7 +550,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
     ttl = limits.session_ttl_s
     cache_every = int(max(10, min(600, ttl / 2)))  # Gradio's copies of outputs go once older than a session lives
     with gr.Blocks(title="SoM chat", analytics_enabled=False, delete_cache=(cache_every, int(max(ttl, 10)))) as demo:
-        state = gr.State(None, time_to_live=ttl)
+        state = gr.State(None)  # demo.janitor frees it after ttl idle seconds (see som.app.toolbox)
         gr.Markdown(HELP)
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):

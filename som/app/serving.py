@@ -386,8 +386,9 @@ class SessionJanitor:
         if holder is None:
             return 0
         now = datetime.datetime.now()
-        idle = [sid for sid, last in list(holder.time_last_used.items())
-                if (now - last).total_seconds() > self.ttl_s]
+        busy = self._sessions_in_queue()
+        idle = [sid for sid in list(holder.time_last_used)
+                if sid not in busy and (now - self._last_active(holder, sid)).total_seconds() > self.ttl_s]
         for sid in idle:
             try:
                 holder.delete_state(sid)  # runs the delete_callback of each gr.State of the session
@@ -399,28 +400,55 @@ class SessionJanitor:
         self.freed += len(idle)
         return len(idle)
 
-    def sweep_files(self) -> int:
-        """Delete session folders not touched for longer than the time to live (a session dropped
-        without its callback, e.g. evicted by Gradio past its capacity)."""
+    def _sessions_in_queue(self) -> set:
+        """Sessions with a request waiting or running in Gradio's queue: a request longer than the
+        time to live must find its session when it ends (it writes its state into it)."""
+        queue = getattr(self.blocks, "_queue", None)
+        events = [e for job in list(getattr(queue, "active_jobs", None) or []) if job for e in job]
+        for waiting in list(getattr(queue, "event_queue_per_concurrency_id", {}).values()):
+            events.extend(list(getattr(waiting, "queue", [])))
+        return {getattr(e, "session_hash", None) for e in events}
+
+    @staticmethod
+    def _last_active(holder: Any, sid: str) -> datetime.datetime:
+        """When the session last did something: Gradio stamps a request when it starts and a
+        gr.State when a request sets it, so a request longer than the time to live still counts."""
+        last = holder.time_last_used.get(sid) or datetime.datetime.min
+        session = holder.session_data.get(sid)
+        for _, set_at in list(getattr(session, "_state_ttl", {}).values()):
+            last = max(last, set_at)
+        return last
+
+    def sweep_files(self, live: set[str] = frozenset()) -> int:
+        """Delete session folders no live session owns and nobody touched for longer than the time
+        to live (a session dropped without its callback, e.g. evicted by Gradio past its capacity)."""
         if self.temp_root is None or not self.temp_root.is_dir():
             return 0
         cutoff = time.time() - self.ttl_s - 1
         n = 0
         for d in self.temp_root.iterdir():
             try:
-                if d.is_dir() and d.stat().st_mtime < cutoff:
+                if str(d) not in live and d.is_dir() and d.stat().st_mtime < cutoff:
                     shutil.rmtree(d, ignore_errors=True)
                     n += 1
             except FileNotFoundError:
                 pass
         return n
 
+    def live_folders(self) -> set[str]:
+        """The folders of the sessions Gradio still holds (call in the server's event loop)."""
+        holder = getattr(self.blocks, "state_holder", None)
+        if holder is None:
+            return set()
+        return {str(v.workdir) for session in list(holder.session_data.values())
+                for v in list(getattr(session, "state_data", {}).values()) if getattr(v, "workdir", None)}
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.every_s)
             try:
                 dropped = self.expire()
-                files = await asyncio.to_thread(self.sweep_files)
+                files = await asyncio.to_thread(self.sweep_files, self.live_folders())
                 if dropped or files:
                     await asyncio.to_thread(trim_memory)
                     log.info("freed %d idle session(s), %d folder(s)", dropped, files)

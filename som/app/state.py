@@ -507,7 +507,10 @@ class ToolboxSession:
         Image.fromarray(result.image).save(marked_png, compress_level=1)
         marks_json = write_marks(out_dir / f"{stem}.marks.json", result.regions, self.settings(style),
                                  image_file=f"{stem}.png")
-        return str(marked_png), str(marks_json), str(out_dir / f"{stem}.png")
+        clean = out_dir / f"{stem}.png"
+        if not clean.exists():  # the folder was swept away meanwhile: write the clean image again
+            Image.fromarray(self.source).save(clean, compress_level=1)
+        return str(marked_png), str(marks_json), str(clean)
 
     def _hints(self, image: np.ndarray) -> np.ndarray:
         """Show the prompts of the last hand-made region (green +, red -) and a pending box corner."""

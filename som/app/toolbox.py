@@ -434,8 +434,9 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
     cache_every = int(max(10, min(600, ttl / 2)))
 
     with gr.Blocks(title="SoM toolbox", delete_cache=(cache_every, int(max(ttl, 10)))) as demo:
-        state = gr.State(None, time_to_live=ttl,
-                         delete_callback=lambda s: s.close() if isinstance(s, ToolboxSession) else None)
+        # no time_to_live here: Gradio's would expire a session while a request of it runs (it counts
+        # from the last write); demo.janitor frees idle sessions, and calls this callback
+        state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, ToolboxSession) else None)
         gr.Markdown(HELP)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):

@@ -273,6 +273,31 @@ def test_idle_sessions_are_freed_with_their_files(serve):
         c.predict(x=300, y=120, api_name="/add_point", segmenter="superpixel")
 
 
+def test_a_request_longer_than_the_time_to_live_keeps_its_session(serve):
+    from gradio_client import Client
+
+    demo, url = serve(session_ttl_s=1, max_jobs=1)
+    c = Client(url, verbose=False)
+    c.predict(_upload(COFFEE), "superpixel", api_name="/load_image")
+    done: dict = {}
+    with demo.handlers.gate.slot():  # the automatic marking waits for the slot, longer than the ttl
+        def run():
+            try:
+                done["out"] = c.predict(granularity=2, api_name="/segment_auto", segmenter="superpixel")
+            except Exception as e:  # noqa: BLE001 - shown below
+                done["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(3)
+    t.join(60)
+    assert "error" not in done, done.get("error")
+    n = len(done["out"][1]["data"])
+    assert n > 10 and "coffee" in done["out"][2]
+    out = c.predict(api_name="/undo")  # right after: the session is still there, with those marks
+    assert len(out[1]["data"]) == n - 1
+
+
 # ---------------------------------------------------------------- reverse proxy
 class _PrefixProxy(http.server.BaseHTTPRequestHandler):
     """A reverse proxy as nginx's `location /som/ { proxy_pass http://app/; proxy_set_header Host $host; }`:
@@ -352,3 +377,20 @@ def test_bad_limit_flags_exit_with_a_message(capsys):
 
     assert main(["--max-pixels", "lots"]) == 2
     assert "--max-pixels" in capsys.readouterr().err
+
+
+def test_orphaned_session_folders_go_live_ones_stay(tmp_path):
+    import os
+
+    from som.app.serving import SessionJanitor
+
+    old = time.time() - 100
+    live, orphan, fresh = (tmp_path / n for n in ("session-live", "session-orphan", "session-fresh"))
+    for d in (live, orphan, fresh):
+        d.mkdir()
+        (d / "x.png").write_bytes(b"x")
+    for d in (live, orphan):
+        os.utime(d, (old, old))
+    janitor = SessionJanitor(blocks=None, ttl_s=10, temp_root=tmp_path)
+    assert janitor.sweep_files(live={str(live)}) == 1
+    assert live.is_dir() and fresh.is_dir() and not orphan.exists()

@@ -194,6 +194,15 @@ class Segmenters:
     def __init__(self, device: str = "auto") -> None:
         self.device = device
         self.lock = threading.Lock()
+        self.built: dict[str, Any] = {}
+
+    def forget_images(self) -> None:
+        """Drop the models' cached embeddings (called when every session has expired)."""
+        from som.app.serving import forget_images
+
+        with self.lock:
+            for seg in list(self.built.values()):
+                forget_images(seg)
 
     def get(self, name: str):
         if name not in SPECS:
@@ -203,7 +212,8 @@ class Segmenters:
             raise UserError(f"segmenter {name} cannot run here: {why}")
         from som.pipeline import cached_segmenter
 
-        return cached_segmenter(name, self.device)
+        seg = self.built[name] = cached_segmenter(name, self.device)
+        return seg
 
 
 def segmenter_choices() -> list[tuple[str, str]]:
@@ -433,9 +443,10 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
         ServeLimits,
         SessionJanitor,
         add_mark_endpoint,
-        check_upload,
+        cache_age_s,
         load_upload,
         mark_upload,
+        read_upload,
         upload_path,
     )
     from som.llm.templates import load_templates
@@ -471,9 +482,9 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
             return marks_outputs(session, "Upload an image or pick an example.")
         try:
             path, name = upload_path(image)
-            check_upload(path, name, limits)  # over a limit: refused from the header, before the queue
+            data = read_upload(path, name, limits)  # over a limit: refused from the header, before the queue
             with gate.slot():
-                session.load(load_upload(path, name, limits), name=name)
+                session.load(load_upload(data, name, limits), name=name)
                 status = session.mark(segmenters, segmenter, level)
         except Exception as e:  # noqa: BLE001 - readable, keep serving
             return fail_outputs(session, e)
@@ -548,8 +559,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
     server_url = defaults.server_base_url()
     key_known = defaults.server_key() is not None or server_url is not None
     ttl = limits.session_ttl_s
-    cache_every = int(max(10, min(600, ttl / 2)))  # Gradio's copies of outputs go once older than a session lives
-    with gr.Blocks(title="SoM chat", analytics_enabled=False, delete_cache=(cache_every, int(max(ttl, 10)))) as demo:
+    with gr.Blocks(title="SoM chat", analytics_enabled=False, delete_cache=cache_age_s(limits)) as demo:
         state = gr.State(None)  # demo.janitor frees it after ttl idle seconds (see som.app.toolbox)
         gr.Markdown(HELP)
         with gr.Row(equal_height=False):
@@ -615,7 +625,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
         for box in endpoint_in:
             box.blur(on_endpoint, endpoint_in, [note], api_visibility="private")
         add_mark_endpoint(on_mark, defaults.segmenter, segmenter_choices())
-    demo.janitor = SessionJanitor(demo, ttl)
+    demo.janitor = SessionJanitor(demo, ttl, on_idle=segmenters.forget_images)
     demo.gate = gate
     return demo
 

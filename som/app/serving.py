@@ -235,12 +235,30 @@ def check_upload(path: str, name: str, limits: ServeLimits) -> None:
         raise _with_hint(e, limits) from None
 
 
-def load_upload(path: str, name: str, limits: ServeLimits):
-    """load_image under the app's limits; over a limit, the message says how to raise it."""
+def load_upload(source: str | bytes, name: str, limits: ServeLimits):
+    """load_image (of a path or the file's bytes) under the app's limits; over a limit, the
+    message says how to raise it."""
     try:
-        return load_image(path, name=name, max_pixels=limits.max_pixels, max_bytes=limits.max_file_bytes)
+        return load_image(source, name=name, max_pixels=limits.max_pixels, max_bytes=limits.max_file_bytes)
     except ImageTooLarge as e:
         raise _with_hint(e, limits) from None
+
+
+def read_upload(path: str, name: str, limits: ServeLimits) -> bytes:
+    """check_upload, then the file's bytes: a job that waits for a slot holds its upload (at most
+    max_file_size each, max_queue of them), so Gradio's cache may drop the file meanwhile."""
+    check_upload(path, name, limits)
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: the upload did not arrive; try again") from None
+
+
+def cache_age_s(limits: ServeLimits) -> tuple[int, int]:
+    """Blocks(delete_cache=...): Gradio's copies of uploads and outputs go once older than the
+    session time to live, but never younger than 10 minutes (a request may still be on its way)."""
+    age = int(max(limits.session_ttl_s, 600))
+    return min(600, age // 2), age
 
 
 # ---------------------------------------------------------------- heavy jobs
@@ -312,9 +330,9 @@ def mark_upload(image: Any, segmenter: Any, granularity_level: Any, marks: list[
         level = granularity(granularity_level).level
     except ValueError as e:
         raise ValueError(str(e).splitlines()[0]) from None
-    check_upload(path, name, limits)
+    data = read_upload(path, name, limits)
     with gate.slot():
-        source = load_upload(path, name, limits)
+        source = load_upload(data, name, limits)
         with model_lock or contextlib.nullcontext():
             result = mark(source, segmenter=segmenter, granularity_level=level, style=style, refine_options=options,
                           max_side_px=DEFAULT_MAX_SIDE_PX, progress=progress)
@@ -363,6 +381,17 @@ def trim_memory() -> None:
         pass
 
 
+def forget_images(segmenter: Any) -> None:
+    """Drop a segmenter's per-image caches (SAM's embeddings and decoded candidates, bounded but
+    holding users' images) once no session is left. They are private to som.segmenters.sam: the
+    names are looked up, and a segmenter without them is left alone."""
+    with getattr(segmenter, "_lock", None) or contextlib.nullcontext():
+        for name in ("_cache", "_candidates"):
+            cache = getattr(segmenter, name, None)
+            if hasattr(cache, "clear"):
+                cache.clear()
+
+
 def new_temp_root(app: str) -> Path:
     """A folder of this app instance's session files: <system temp>/som-app/<app>-XXXX."""
     from som.app.state import app_temp_root
@@ -374,8 +403,10 @@ class SessionJanitor:
     """Frees idle sessions of a gr.Blocks. Runs in the server's event loop (Gradio changes its
     per-session store there too), every `every_s` seconds."""
 
-    def __init__(self, blocks: Any, ttl_s: float, temp_root: Path | None = None, every_s: float | None = None):
+    def __init__(self, blocks: Any, ttl_s: float, temp_root: Path | None = None, every_s: float | None = None,
+                 on_idle: Callable[[], None] | None = None):
         self.blocks, self.ttl_s, self.temp_root = blocks, float(ttl_s), temp_root
+        self.on_idle = on_idle  # called once every session is gone (e.g. forget the models' cached images)
         self.every_s = every_s if every_s is not None else max(1.0, min(30.0, self.ttl_s / 4))
         self.freed = 0  # sessions freed so far
 
@@ -449,6 +480,9 @@ class SessionJanitor:
             try:
                 dropped = self.expire()
                 files = await asyncio.to_thread(self.sweep_files, self.live_folders())
+                holder = getattr(self.blocks, "state_holder", None)
+                if dropped and self.on_idle is not None and holder is not None and not holder.session_data:
+                    await asyncio.to_thread(self.on_idle)
                 if dropped or files:
                     await asyncio.to_thread(trim_memory)
                     log.info("freed %d idle session(s), %d folder(s)", dropped, files)

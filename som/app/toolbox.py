@@ -42,7 +42,9 @@ from som.app.serving import (
     ServeLimits,
     SessionJanitor,
     add_mark_endpoint,
+    cache_age_s,
     check_upload,
+    forget_images,
     launch_kwargs,
     load_upload,
     mark_upload,
@@ -104,6 +106,13 @@ class SegmenterPool:
 
                 self._built[name] = cached_segmenter(name, self.device)
             return self._built[name]
+
+    def forget_images(self) -> None:
+        """Drop the models' cached embeddings (called when every session has expired)."""
+        with self._lock:
+            built = list(self._built.values())
+        for seg in built:
+            forget_images(seg)
 
     def warm_up(self, name: str, image: np.ndarray) -> None:
         """Build the model and embed the image in the background, so the first click is fast."""
@@ -430,10 +439,8 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
     h = Handlers(SegmenterPool(device), limits, temp_root)
     wrap = readable_errors
     ttl = limits.session_ttl_s
-    # Gradio's copies of every output file (its cache) go once they are older than a session lives
-    cache_every = int(max(10, min(600, ttl / 2)))
 
-    with gr.Blocks(title="SoM toolbox", delete_cache=(cache_every, int(max(ttl, 10)))) as demo:
+    with gr.Blocks(title="SoM toolbox", delete_cache=cache_age_s(limits)) as demo:
         # no time_to_live here: Gradio's would expire a session while a request of it runs (it counts
         # from the last write); demo.janitor frees idle sessions, and calls this callback
         state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, ToolboxSession) else None)
@@ -524,7 +531,7 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                      trigger_mode="always_last")
         segmenter.change(wrap(h.segmenter_info), [segmenter], [seg_info], api_name="segmenter_info")
         add_mark_endpoint(wrap(h.mark), default_segmenter, segmenter_choices())
-    demo.janitor = SessionJanitor(demo, ttl, temp_root)
+    demo.janitor = SessionJanitor(demo, ttl, temp_root, on_idle=h.pool.forget_images)
     demo.handlers = h
     return demo
 

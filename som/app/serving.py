@@ -407,6 +407,7 @@ class SessionJanitor:
                  on_idle: Callable[[], None] | None = None):
         self.blocks, self.ttl_s, self.temp_root = blocks, float(ttl_s), temp_root
         self.on_idle = on_idle  # called once every session is gone (e.g. forget the models' cached images)
+        self._seen_busy: dict[str, datetime.datetime] = {}  # session -> last sweep that saw it in the queue
         self.every_s = every_s if every_s is not None else max(1.0, min(30.0, self.ttl_s / 4))
         self.freed = 0  # sessions freed so far
 
@@ -418,6 +419,8 @@ class SessionJanitor:
             return 0
         now = datetime.datetime.now()
         busy = self._sessions_in_queue()
+        for sid in busy:  # idle time counts from a request's end (give or take a sweep), not its start
+            self._seen_busy[sid] = now
         idle = [sid for sid in list(holder.time_last_used)
                 if sid not in busy and (now - self._last_active(holder, sid)).total_seconds() > self.ttl_s]
         for sid in idle:
@@ -428,6 +431,9 @@ class SessionJanitor:
             with holder.lock:
                 holder.session_data.pop(sid, None)
                 holder.time_last_used.pop(sid, None)
+            self._seen_busy.pop(sid, None)
+        for sid in [s for s in self._seen_busy if s not in holder.session_data]:
+            del self._seen_busy[sid]
         self.freed += len(idle)
         return len(idle)
 
@@ -440,11 +446,11 @@ class SessionJanitor:
             events.extend(list(getattr(waiting, "queue", [])))
         return {getattr(e, "session_hash", None) for e in events}
 
-    @staticmethod
-    def _last_active(holder: Any, sid: str) -> datetime.datetime:
+    def _last_active(self, holder: Any, sid: str) -> datetime.datetime:
         """When the session last did something: Gradio stamps a request when it starts and a
-        gr.State when a request sets it, so a request longer than the time to live still counts."""
-        last = holder.time_last_used.get(sid) or datetime.datetime.min
+        gr.State when a request sets it; the sweeps note when a request was still in the queue."""
+        last = max(holder.time_last_used.get(sid) or datetime.datetime.min,
+                   self._seen_busy.get(sid, datetime.datetime.min))
         session = holder.session_data.get(sid)
         for _, set_at in list(getattr(session, "_state_ttl", {}).values()):
             last = max(last, set_at)

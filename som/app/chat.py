@@ -447,6 +447,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
         load_upload,
         mark_upload,
         read_upload,
+        trim_memory,
         upload_path,
     )
     from som.llm.templates import load_templates
@@ -455,7 +456,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
     library = load_templates(defaults.templates_file)
     templates = [t for t in library if t.images == 1]  # two-image templates need a second upload
     segmenters = Segmenters(defaults.device)
-    gate = JobGate(limits.max_jobs, limits.max_queue)  # automatic marking: load_image, remark, /mark
+    gate = JobGate(limits.max_jobs, limits.max_queue, after=trim_memory)  # automatic marking: load_image, remark, /mark
 
     def describe_template(name: str) -> str:
         try:

@@ -270,8 +270,9 @@ class JobGate:
     """Admission for heavy jobs of one app: `max_jobs` run, `max_queue` wait (first come, first
     served), the next is refused at once with Busy."""
 
-    def __init__(self, max_jobs: int, max_queue: int):
+    def __init__(self, max_jobs: int, max_queue: int, after: Callable[[], None] | None = None):
         self.max_jobs, self.max_queue = max_jobs, max_queue
+        self.after = after  # run after each job, outside the slot (e.g. trim_memory)
         self._cond = threading.Condition()
         self.running = 0
         self._tickets = 0  # FIFO: each waiter takes a ticket, slots go out in ticket order
@@ -306,6 +307,8 @@ class JobGate:
             with self._cond:
                 self.running -= 1
                 self._cond.notify_all()
+            if self.after is not None:
+                self.after()
 
 
 # ---------------------------------------------------------------- /mark

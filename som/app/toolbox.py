@@ -49,6 +49,7 @@ from som.app.serving import (
     load_upload,
     mark_upload,
     new_temp_root,
+    trim_memory,
     upload_path,
 )
 from som.imageio import ImageError
@@ -213,7 +214,7 @@ class Handlers:
     def __init__(self, pool: SegmenterPool, limits: ServeLimits = ServeLimits(), temp_root: Path | None = None):
         self.pool = pool
         self.limits = limits
-        self.gate = JobGate(limits.max_jobs, limits.max_queue)
+        self.gate = JobGate(limits.max_jobs, limits.max_queue, after=trim_memory)  # a marking peaks at many MB
         self.temp_root = temp_root
 
     def _session(self, state: ToolboxSession | None) -> ToolboxSession:

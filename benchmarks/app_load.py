@@ -461,10 +461,10 @@ def main() -> int:
     ap.add_argument("--ttl", type=float, default=20.0, help="session time to live of the apps, seconds")
     ap.add_argument("--max-jobs", type=int, default=1)
     ap.add_argument("--max-queue", type=int, default=4)
-    ap.add_argument("--rss-bound-mb", type=float, default=200.0,
+    ap.add_argument("--rss-bound-mb", type=float, default=300.0,
                     help="RSS after the last request may exceed RSS after warm-up by this much (the users' "
                          "live sessions and the models' caches of their images)")
-    ap.add_argument("--expiry-bound-mb", type=float, default=40.0,
+    ap.add_argument("--expiry-bound-mb", type=float, default=100.0,
                     help="RSS after the sessions expired may exceed RSS after warm-up by this much")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()

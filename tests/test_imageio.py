@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from som.imageio import ImageError, list_images, load_image, working_size
+from som.imageio import MAX_PIXELS, DecompressionBomb, ImageError, ImageTooLarge, list_images, load_image, working_size
 
 PHOTO = skimage.data.astronaut()[::4, ::4]  # 128x128 real photo
 
@@ -122,3 +122,71 @@ def test_list_images_keeps_corrupt_image_files_and_sorts(tmp_path):
     for name in ["b.jpg", "a.png", "notes.txt", "c.JPEG"]:
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images([tmp_path])] == ["a.png", "b.jpg", "c.JPEG"]
+
+
+# ---------------------------------------------------------------- limits and decompression bombs
+def bomb_png(side: int) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels: a few KB that decode to side**2 pixels."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    row = b"\0" + bytes((side + 7) // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side, max_pixels", [(8000, 50_000_000), (20000, MAX_PIXELS)],
+                         ids=["over-our-limit", "over-PIL-limit-too"])
+def test_decompression_bomb_is_refused_as_such_without_decoding(side, max_pixels):
+    import resource
+    import warnings
+
+    data = bomb_png(side)
+    assert len(data) < 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(DecompressionBomb) as err:
+            load_image(data, name="bomb.png", max_pixels=max_pixels)
+    msg = str(err.value)
+    assert msg.startswith("bomb.png: refused as a decompression bomb") and "truncated" not in msg and "\n" not in msg
+    assert f"{side * side / 1e6:.0f} MP" in msg and "limit" in msg
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: nothing was decoded
+
+
+def test_large_photo_over_the_pixel_limit_is_too_large_not_a_bomb():
+    data = save(Image.fromarray(PHOTO), "JPEG", quality=95)
+    with pytest.raises(ImageTooLarge) as err:
+        load_image(data, name="photo.jpg", max_pixels=10_000)
+    assert not isinstance(err.value, DecompressionBomb)
+    assert str(err.value) == "photo.jpg: 128x128 pixels (16,384 pixels) is over the 10,000 pixels limit"
+    assert (err.value.size, err.value.limit, err.value.unit) == (128 * 128, 10_000, "pixels")
+    assert load_image(data, max_pixels=128 * 128).shape == PHOTO.shape  # at the limit: fine
+
+
+def test_file_over_the_byte_limit_is_not_read(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(save(Image.fromarray(PHOTO), "PNG"))
+    with pytest.raises(ImageTooLarge, match=r"photo\.png: the file is .* over the 1 KB limit") as err:
+        load_image(path, name="photo.png", max_bytes=1024)
+    assert err.value.unit == "bytes"
+    with pytest.raises(ImageTooLarge):
+        load_image(path.read_bytes(), max_bytes=1024)
+    assert load_image(path, max_bytes=path.stat().st_size).shape == PHOTO.shape
+
+
+def test_png_metadata_bomb_is_refused_as_such():
+    """An ICC profile chunk that inflates past PIL's cap (the picture itself is small)."""
+    import zlib
+
+    png = save(Image.fromarray(PHOTO), "PNG")
+    profile = zlib.compress(bytes(64 * 1024 * 1024), 9)
+    body = b"som\0\0" + profile
+    chunk = len(body).to_bytes(4, "big") + b"iCCP" + body + zlib.crc32(b"iCCP" + body).to_bytes(4, "big")
+    bomb = png[:33] + chunk + png[33:]  # right after IHDR
+    with pytest.raises(DecompressionBomb, match="bomb.png: refused as a decompression bomb"):
+        load_image(bomb, name="bomb.png")

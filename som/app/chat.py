@@ -15,7 +15,9 @@ Layers: `ChatSession` is one user's image, marks and conversation, with every ac
 Gradio (tested directly). `build_app` wires it to widgets; each browser session keeps its own
 `ChatSession` in a `gr.State`.
 
-Named API endpoints (gradio_client), all per session:
+Named API endpoints (gradio_client): one without a session,
+    /mark       (image, segmenter, granularity, marks, label_mode, alpha, min_area) -> marked image, marks JSON
+and the rest per session (a session is freed after `ServeLimits.session_ttl_s` idle seconds):
     /load_image (image, segmenter, granularity) -> marked image, status, chat, mentions
     /remark     (segmenter, granularity)         -> the same, after marking again
     /add_region (x, y)                            -> the same, after adding the region at pixel x, y
@@ -192,6 +194,15 @@ class Segmenters:
     def __init__(self, device: str = "auto") -> None:
         self.device = device
         self.lock = threading.Lock()
+        self.built: dict[str, Any] = {}
+
+    def forget_images(self) -> None:
+        """Drop the models' cached embeddings (called when every session has expired)."""
+        from som.app.serving import forget_images
+
+        with self.lock:
+            for seg in list(self.built.values()):
+                forget_images(seg)
 
     def get(self, name: str):
         if name not in SPECS:
@@ -201,7 +212,8 @@ class Segmenters:
             raise UserError(f"segmenter {name} cannot run here: {why}")
         from som.pipeline import cached_segmenter
 
-        return cached_segmenter(name, self.device)
+        seg = self.built[name] = cached_segmenter(name, self.device)
+        return seg
 
 
 def segmenter_choices() -> list[tuple[str, str]]:
@@ -421,15 +433,30 @@ Ask about it: the answer names regions like **[3]**, and those are highlighted. 
 change the granularity to re-mark. The conversation continues with the new marks."""
 
 
-def build_app(defaults: ChatDefaults = ChatDefaults()):
-    """The chat app as a gr.Blocks (not launched)."""
+def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
+    """The chat app as a gr.Blocks (not launched). Serve it with `launch`, or with
+    `demo.launch(**launch_kwargs(limits, demo.janitor))` (limits: a som.app.serving.ServeLimits)."""
     import gradio as gr
 
+    from som.app.serving import (
+        JobGate,
+        ServeLimits,
+        SessionJanitor,
+        add_mark_endpoint,
+        cache_age_s,
+        load_upload,
+        mark_upload,
+        read_upload,
+        trim_memory,
+        upload_path,
+    )
     from som.llm.templates import load_templates
 
+    limits = limits or ServeLimits()
     library = load_templates(defaults.templates_file)
     templates = [t for t in library if t.images == 1]  # two-image templates need a second upload
     segmenters = Segmenters(defaults.device)
+    gate = JobGate(limits.max_jobs, limits.max_queue, after=trim_memory)  # automatic marking: load_image, remark, /mark
 
     def describe_template(name: str) -> str:
         try:
@@ -455,8 +482,11 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
         if image is None:
             return marks_outputs(session, "Upload an image or pick an example.")
         try:
-            session.load(image, name=str(image) if isinstance(image, str) else None)
-            status = session.mark(segmenters, segmenter, level)
+            path, name = upload_path(image)
+            data = read_upload(path, name, limits)  # over a limit: refused from the header, before the queue
+            with gate.slot():
+                session.load(load_upload(data, name, limits), name=name)
+                status = session.mark(segmenters, segmenter, level)
         except Exception as e:  # noqa: BLE001 - readable, keep serving
             return fail_outputs(session, e)
         return marks_outputs(session, status)
@@ -466,10 +496,23 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
         if session.source is None:
             return marks_outputs(session, "Upload an image or pick an example.")
         try:
-            status = session.mark(segmenters, segmenter, level)
+            with gate.slot():
+                status = session.mark(segmenters, segmenter, level)
         except Exception as e:  # noqa: BLE001
             return fail_outputs(session, e)
         return marks_outputs(session, status)
+
+    def on_mark(image, segmenter, granularity, marks, label_mode, alpha, min_area):
+        """Mark an image in one call (no session): the marked image and the marks JSON (`som mark`'s)."""
+        try:
+            seg = segmenters.get(segmenter)
+            return mark_upload(image, seg, granularity, marks, label_mode, alpha, min_area, limits=limits, gate=gate,
+                               model_lock=segmenters.lock)
+        except (UserError, ValueError) as e:  # ImageError, Busy and bad settings are ValueErrors
+            raise gr.Error(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__,
+                           print_exception=False) from None
+        except MemoryError:
+            raise gr.Error("out of memory: try a smaller image or a coarser granularity", print_exception=False) from None
 
     def on_add(x, y, segmenter, state):
         session = _session(state)
@@ -516,8 +559,9 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
 
     server_url = defaults.server_base_url()
     key_known = defaults.server_key() is not None or server_url is not None
-    with gr.Blocks(title="SoM chat", analytics_enabled=False) as demo:
-        state = gr.State(None)
+    ttl = limits.session_ttl_s
+    with gr.Blocks(title="SoM chat", analytics_enabled=False, delete_cache=cache_age_s(limits)) as demo:
+        state = gr.State(None)  # demo.janitor frees it after ttl idle seconds (see som.app.toolbox)
         gr.Markdown(HELP)
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=360):
@@ -562,10 +606,12 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
                     gr.Markdown("The key stays on the server for the request only: it is never logged or sent back to this page.")
 
         marks_out = [picture, status, chatbot, mention_note, mentions, state]
-        upload.change(on_image, [upload, segmenter, level, state], marks_out, api_name="load_image")
-        remark_btn.click(on_remark, [segmenter, level, state], marks_out, api_name="remark")
-        level.input(on_remark, [segmenter, level, state], marks_out, api_visibility="private")
-        segmenter.input(on_remark, [segmenter, level, state], marks_out, api_visibility="private")
+        # automatic marking: `gate` limits it (max_jobs run, max_queue wait, the next hears "busy")
+        heavy = {"concurrency_limit": None}
+        upload.change(on_image, [upload, segmenter, level, state], marks_out, api_name="load_image", **heavy)
+        remark_btn.click(on_remark, [segmenter, level, state], marks_out, api_name="remark", **heavy)
+        level.input(on_remark, [segmenter, level, state], marks_out, api_visibility="private", **heavy)
+        segmenter.input(on_remark, [segmenter, level, state], marks_out, api_visibility="private", **heavy)
         add_btn.click(on_add, [x_in, y_in, segmenter, state], marks_out, api_name="add_region")
         picture.select(on_click, [segmenter, state], marks_out, api_visibility="private")
         show_btn.click(on_show_marks, [state], [picture, mention_note, mentions, state], api_name="show_marks")
@@ -579,6 +625,9 @@ def build_app(defaults: ChatDefaults = ChatDefaults()):
         demo.load(on_endpoint, endpoint_in, [note], api_name="endpoint_info")
         for box in endpoint_in:
             box.blur(on_endpoint, endpoint_in, [note], api_visibility="private")
+        add_mark_endpoint(on_mark, defaults.segmenter, segmenter_choices())
+    demo.janitor = SessionJanitor(demo, ttl, on_idle=segmenters.forget_images)
+    demo.gate = gate
     return demo
 
 
@@ -593,16 +642,19 @@ def launch(
     port: int = DEFAULT_PORT,
     share: bool = False,
     defaults: ChatDefaults = ChatDefaults(),
-    max_file_size: str | int = "25mb",
+    limits: Any = None,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
 ):
-    """Build and serve the chat app. Returns what `Blocks.launch` returns."""
+    """Build and serve the chat app (limits: a som.app.serving.ServeLimits). Returns what `Blocks.launch` returns."""
     import gradio as gr
 
-    demo = build_app(defaults)
-    demo.queue(default_concurrency_limit=4)
+    from som.app.serving import GRADIO_QUEUE_SIZE, ServeLimits, launch_kwargs
+
+    limits = limits or ServeLimits()
+    demo = build_app(defaults, limits)
+    demo.queue(default_concurrency_limit=4, max_size=GRADIO_QUEUE_SIZE)
     return demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=max_file_size, allowed_paths=[],
-        prevent_thread_lock=prevent_thread_lock, quiet=quiet, css=CSS, show_error=False, theme=gr.themes.Soft(),
+        server_name=host, server_port=port, share=share, allowed_paths=[], prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet, css=CSS, show_error=False, theme=gr.themes.Soft(), **launch_kwargs(limits, demo.janitor),
     )

@@ -16,9 +16,9 @@ from typing import Any
 def add_chat_options(p: argparse.ArgumentParser) -> None:
     from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
 
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=7861, help="port (default: %(default)s)")
-    p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link")
+    from som.app.cli import add_server_options
+
+    add_server_options(p, 7861)
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
     p.add_argument("--granularity", default=str(DEFAULT_LEVEL), help=GRANULARITY_HELP)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -28,7 +28,6 @@ def add_chat_options(p: argparse.ArgumentParser) -> None:
                    help="environment variable holding the server's API key (default: %(default)s)")
     p.add_argument("--templates-file", metavar="F", help="YAML or JSON file adding or overriding prompt templates")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request (default: %(default)s)")
-    p.add_argument("--max-file-size", default="25mb", help="largest upload accepted (default: %(default)s)")
     p.add_argument("--verbose", action="store_true", help="log som's steps (never the key)")
 
 
@@ -39,9 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print("som: error: the chat app needs Gradio and the openai SDK: pip install 'som[app,llm]'", file=sys.stderr)
         return 1
     from som.app.chat import ChatDefaults, launch
+    from som.app.serving import limits_from_args
     from som.segmenters import granularity
 
     try:
+        limits = limits_from_args(args)
         level = granularity(args.granularity).level
         if args.templates_file:
             from som.llm.templates import load_templates
@@ -57,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     defaults = ChatDefaults(segmenter=args.segmenter, granularity=level, device=args.device, base_url=args.base_url,
                             model=args.model, api_key_env=args.api_key_env, templates_file=args.templates_file,
                             timeout_s=args.timeout)
-    print(f"SoM chat on http://{args.host}:{args.port} (segmenter {args.segmenter}); Ctrl+C stops it", file=sys.stderr)
+    print(f"SoM chat on http://{args.host}:{args.port}{limits.root_path} (segmenter {args.segmenter}); Ctrl+C stops it",
+          file=sys.stderr)
     try:
-        launch(host=args.host, port=args.port, share=args.share, defaults=defaults, max_file_size=args.max_file_size)
+        launch(host=args.host, port=args.port, share=args.share, defaults=defaults, limits=limits)
     except OSError as e:  # port in use, address not available
         print(f"som: error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1

@@ -177,6 +177,7 @@ class ToolboxSession:
     auto_settings: dict | None = None
     box_corner: tuple[float, float] | None = None
     workdir: str | None = None
+    temp_root: str | None = None  # parent of workdir (the app instance's folder); None: app_temp_root()
     version: int = 0  # bumps on every change: names of written files
     _drawn: tuple | None = field(default=None, repr=False)  # (MarkResult, MarkStyle) of the last render
     # one user's quick clicks may run at once (page clicks bypass the queue): one change at a time
@@ -185,14 +186,18 @@ class ToolboxSession:
     # ---- lifecycle ----------------------------------------------------
     def _dir(self) -> Path:
         if self.workdir is None or not Path(self.workdir).is_dir():
-            self.workdir = tempfile.mkdtemp(prefix="session-", dir=app_temp_root())
+            root = Path(self.temp_root) if self.temp_root else app_temp_root()
+            root.mkdir(parents=True, exist_ok=True)
+            self.workdir = tempfile.mkdtemp(prefix="session-", dir=root)
         return Path(self.workdir)
 
     def close(self) -> None:
-        """Delete this session's files (called when Gradio drops the session)."""
+        """Delete this session's files and let go of its image and regions (called when Gradio
+        drops the session: an expired session may still be referenced for a moment)."""
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+        self.source, self.label_map, self._drawn = None, None, None
 
     @property
     def n_regions(self) -> int:
@@ -502,7 +507,10 @@ class ToolboxSession:
         Image.fromarray(result.image).save(marked_png, compress_level=1)
         marks_json = write_marks(out_dir / f"{stem}.marks.json", result.regions, self.settings(style),
                                  image_file=f"{stem}.png")
-        return str(marked_png), str(marks_json), str(out_dir / f"{stem}.png")
+        clean = out_dir / f"{stem}.png"
+        if not clean.exists():  # the folder was swept away meanwhile: write the clean image again
+            Image.fromarray(self.source).save(clean, compress_level=1)
+        return str(marked_png), str(marks_json), str(clean)
 
     def _hints(self, image: np.ndarray) -> np.ndarray:
         """Show the prompts of the last hand-made region (green +, red -) and a pending box corner."""

@@ -6,7 +6,11 @@ endpoint (see `ENDPOINTS`), callable with `gradio_client`.
 
 User data lives only in a per-session `gr.State` (a `ToolboxSession`) and in that
 session's own temporary folder; the only module-level objects are the shared,
-read-only segmenter models (built once, guarded by a lock).
+read-only segmenter models (built once, guarded by a lock). Sessions idle for longer
+than `ServeLimits.session_ttl_s` are freed (`som.app.serving.SessionJanitor`); `/mark`
+marks an image in one call without a session; automatic marking (`/mark`,
+`/segment_auto`) runs at most `max_jobs` at once, `max_queue` more wait, the next is
+told "busy".
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ from som.app.state import (
     make_refine_options,
     make_style,
 )
+from som.app.serving import (
+    GRADIO_QUEUE_SIZE,
+    JobGate,
+    ServeLimits,
+    SessionJanitor,
+    add_mark_endpoint,
+    cache_age_s,
+    check_upload,
+    forget_images,
+    launch_kwargs,
+    load_upload,
+    mark_upload,
+    new_temp_root,
+    trim_memory,
+    upload_path,
+)
 from som.imageio import ImageError
 from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS, availability, granularity_choices
 
@@ -50,6 +70,8 @@ DEFAULT_TOOL = next(iter(TOOLS))
 
 # public API: name -> inputs (besides the session state), what it does
 ENDPOINTS = {
+    "/mark": "(image, segmenter, granularity, marks, label_mode, alpha, min_area) one call, no session: "
+    "the marked image and the marks JSON",
     "/load_image": "(image, segmenter) load an upload; starts the image embedding in the background",
     "/segment_auto": "(segmenter, granularity, marks, label_mode, alpha, min_area) automatic marks",
     "/add_point": "(x, y, segmenter, marks, label_mode, alpha, min_area) new region from a positive point",
@@ -85,6 +107,13 @@ class SegmenterPool:
 
                 self._built[name] = cached_segmenter(name, self.device)
             return self._built[name]
+
+    def forget_images(self) -> None:
+        """Drop the models' cached embeddings (called when every session has expired)."""
+        with self._lock:
+            built = list(self._built.values())
+        for seg in built:
+            forget_images(seg)
 
     def warm_up(self, name: str, image: np.ndarray) -> None:
         """Build the model and embed the image in the background, so the first click is fast."""
@@ -152,10 +181,6 @@ def readable_errors(fn):
 
 
 # ---------------------------------------------------------------- handlers
-def _session(state: ToolboxSession | None) -> ToolboxSession:
-    return state if isinstance(state, ToolboxSession) else ToolboxSession()
-
-
 def _min_area_px(session: ToolboxSession, min_area: float) -> int:
     h, w = session.require_image().shape[:2]
     return make_refine_options(min_area).min_area(h, w)
@@ -186,23 +211,41 @@ def _status(session: ToolboxSession, line: str) -> str:
 class Handlers:
     """The functions behind the events; each takes widget values and the session state."""
 
-    def __init__(self, pool: SegmenterPool):
+    def __init__(self, pool: SegmenterPool, limits: ServeLimits = ServeLimits(), temp_root: Path | None = None):
         self.pool = pool
+        self.limits = limits
+        self.gate = JobGate(limits.max_jobs, limits.max_queue, after=trim_memory)  # a marking peaks at many MB
+        self.temp_root = temp_root
+
+    def _session(self, state: ToolboxSession | None) -> ToolboxSession:
+        if isinstance(state, ToolboxSession):
+            return state
+        return ToolboxSession(temp_root=None if self.temp_root is None else str(self.temp_root))
+
+    # one call ---------------------------------------------------------------
+    def mark(self, image: Any, segmenter: str, granularity: Any, marks: list[str], label_mode: str, alpha: float,
+             min_area: float, progress=gr.Progress()):
+        """Mark an image in one call (no session): the marked image and the marks JSON (`som mark`'s)."""
+        seg = self.pool.get(segmenter)
+
+        def report(fraction: float, message: str) -> None:
+            progress(min(max(float(fraction), 0.0), 1.0), desc=message)
+
+        progress(0.0, desc="waiting for a free slot" if self.gate.running >= self.gate.max_jobs else "marking")
+        return mark_upload(image, seg, granularity, marks, label_mode, alpha, min_area, limits=self.limits,
+                           gate=self.gate, progress=report)
 
     # image ---------------------------------------------------------------
     def load_image(self, image: Any, segmenter: str, state: ToolboxSession | None):
         """Load an uploaded image (path or Gradio file payload); clears the regions."""
-        session = _session(state)
+        session = self._session(state)
         if image is None:
             session.close()
-            return _empty_outputs(ToolboxSession(), "Upload an image or pick an example.")
-        path, name = image, None
-        if isinstance(image, dict):  # raw payload (preprocess=False): we read the file ourselves
-            path, name = image.get("path"), image.get("orig_name")
-        if not path:
-            raise UserError("the upload did not arrive; try again")
-        name = name or Path(str(path)).name
-        session.load(str(path), name=name)
+            return _empty_outputs(self._session(None), "Upload an image or pick an example.")
+        path, name = upload_path(image)  # raw payload (preprocess=False): we read the file ourselves
+        check_upload(path, name, self.limits)  # over a limit: refused from the header, nothing decoded
+        with session.lock:
+            session.load(load_upload(path, name, self.limits), name=name)
         if segmenter in SPECS and availability(segmenter)[0]:
             self.pool.warm_up(segmenter, session.source)
         line = "image loaded: click an object to add a region, or press **Run automatic**"
@@ -212,7 +255,7 @@ class Handlers:
     def segment_auto(self, segmenter: str, granularity: float, marks: list[str], label_mode: str, alpha: float,
                      min_area: float, state: ToolboxSession | None, progress=gr.Progress()):
         """Segment everything at the chosen granularity; replaces the current regions."""
-        session = _session(state)
+        session = self._session(state)
         session.require_image()
         style = make_style(marks, label_mode, alpha)
         options = make_refine_options(min_area)
@@ -225,7 +268,10 @@ class Handlers:
         def report(fraction: float, message: str) -> None:
             progress(min(max(float(fraction), 0.0), 1.0), desc=message)
 
-        line = session.run_automatic(seg, level, style, options, progress=report)
+        if self.gate.running >= self.gate.max_jobs:
+            progress(0.0, desc="waiting for a free slot")
+        with self.gate.slot():
+            line = session.run_automatic(seg, level, style, options, progress=report)
         progress(1.0, desc="drawing marks")
         rendered = session.render(style, _status(session, line))
         if session.n_regions == 0:
@@ -250,7 +296,7 @@ class Handlers:
 
     def downloads(self, state: ToolboxSession | None):
         """Write the marked PNG and the marks JSON of the last drawing (after a click in the page)."""
-        s = _session(state)
+        s = self._session(state)
         if s.source is None:
             return None, None, None
         with s.lock:
@@ -259,21 +305,21 @@ class Handlers:
     def add_point(self, x: float, y: float, segmenter: str, marks: list[str], label_mode: str, alpha: float,
                   min_area: float, state: ToolboxSession | None):
         """New region from one positive point at pixel (x, y)."""
-        s = _session(state)
+        s = self._session(state)
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
                              lambda seg, mn: s.add_point(seg, x, y, mn))
 
     def refine_last(self, x: float, y: float, positive: bool, segmenter: str, marks: list[str], label_mode: str,
                     alpha: float, min_area: float, state: ToolboxSession | None):
         """Add a positive (True) or negative (False) point at (x, y) to the last region."""
-        s = _session(state)
+        s = self._session(state)
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
                              lambda seg, mn: s.refine_last(seg, x, y, bool(positive), mn))
 
     def add_box(self, x1: float, y1: float, x2: float, y2: float, segmenter: str, marks: list[str],
                 label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
         """New region from a box (x1, y1, x2, y2) in image pixels."""
-        s = _session(state)
+        s = self._session(state)
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
                              lambda seg, mn: s.add_box(seg, x1, y1, x2, y2, mn))
 
@@ -286,14 +332,14 @@ class Handlers:
             points = json.loads(stroke) if isinstance(stroke, str) else stroke
         except json.JSONDecodeError:
             raise UserError('a stroke is JSON like [[10, 20], [40, 25], [80, 30]]') from None
-        s = _session(state)
+        s = self._session(state)
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
                              lambda seg, mn: s.add_polyline(seg, points, mn))
 
     def add_painted(self, editor: Any, segmenter: str, marks: list[str], label_mode: str, alpha: float,
                     min_area: float, state: ToolboxSession | None):
         """The brush layer of the stroke editor -> one region."""
-        s = _session(state)
+        s = self._session(state)
         s.require_image()
         layers = (editor or {}).get("layers") or []
         painted = None
@@ -311,7 +357,7 @@ class Handlers:
     def canvas_select(self, tool: str, segmenter: str, marks: list[str], label_mode: str, alpha: float,
                       min_area: float, state: ToolboxSession | None, evt: gr.SelectData):
         """A click on the canvas: what it does depends on the tool."""
-        s = _session(state)
+        s = self._session(state)
         if s.source is None:
             raise UserError("upload an image first (or pick an example)")
         x, y = (float(v) for v in evt.index[:2])
@@ -329,7 +375,7 @@ class Handlers:
     # editing ---------------------------------------------------------------
     def undo(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove the last region."""
-        s = _session(state)
+        s = self._session(state)
         s.require_image()
         with s.lock:
             last = s.n_regions
@@ -338,7 +384,7 @@ class Handlers:
 
     def clear(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove every region (the image stays)."""
-        s = _session(state)
+        s = self._session(state)
         s.require_image()
         with s.lock:
             s.clear()
@@ -346,14 +392,14 @@ class Handlers:
 
     def restyle(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Redraw the same regions with other mark types, label mode or alpha."""
-        s = _session(state)
+        s = self._session(state)
         if s.source is None:
             return _empty_outputs(s, "Upload an image or pick an example.")
         return _present(s, s.render(make_style(marks, label_mode, alpha), _status(s, "redrawn")))
 
     def editor_value(self, state: ToolboxSession | None):
         """The stroke editor shows the clean image as its background."""
-        s = _session(state)
+        s = self._session(state)
         if s.source is None:
             return None
         return {"background": s.source, "layers": [], "composite": None}
@@ -384,16 +430,21 @@ marks keep their numbers and pixels). Download the marked PNG, the marks JSON (s
 """
 
 
-def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") -> gr.Blocks:
-    """The toolbox as a gr.Blocks (not launched)."""
+def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
+              limits: ServeLimits = ServeLimits()) -> gr.Blocks:
+    """The toolbox as a gr.Blocks (not launched). Serve it with `launch`, or with
+    `demo.launch(**launch_kwargs(limits, demo.janitor))` (the limits and session expiry need both)."""
     if default_segmenter not in SPECS:
         raise ValueError(f"unknown segmenter {default_segmenter!r}; registered: {', '.join(SPECS)}")
-    h = Handlers(SegmenterPool(device))
+    temp_root = new_temp_root("toolbox")
+    h = Handlers(SegmenterPool(device), limits, temp_root)
     wrap = readable_errors
+    ttl = limits.session_ttl_s
 
-    with gr.Blocks(title="SoM toolbox") as demo:
-        state = gr.State(None, time_to_live=4 * 3600,
-                         delete_callback=lambda s: s.close() if isinstance(s, ToolboxSession) else None)
+    with gr.Blocks(title="SoM toolbox", delete_cache=cache_age_s(limits)) as demo:
+        # no time_to_live here: Gradio's would expire a session while a request of it runs (it counts
+        # from the last write); demo.janitor frees idle sessions, and calls this callback
+        state = gr.State(None, delete_callback=lambda s: s.close() if isinstance(s, ToolboxSession) else None)
         gr.Markdown(HELP)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -454,8 +505,9 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
 
         image_in.change(wrap(h.load_image), [image_in, segmenter, state], outputs, api_name="load_image",
                         preprocess=False).then(h.editor_value, [state], [editor], api_visibility="private")
+        # automatic marking: h.gate limits it (max_jobs run, max_queue wait, the next hears "busy")
         run_btn.click(wrap(h.segment_auto), [segmenter, granularity, *look, min_area, state], outputs,
-                      api_name="segment_auto", concurrency_limit=1, concurrency_id="auto")
+                      api_name="segment_auto", concurrency_limit=None)
         # a click in the page shows its picture first, then writes the downloads (PNG encoding
         # costs as much as the decoder); the API endpoints below return everything at once
         canvas.select(wrap(h.canvas_select), [tool, *common], [canvas, table, status, state], api_visibility="private",
@@ -479,6 +531,9 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto") 
             c.change(wrap(h.restyle), [*look, state], outputs, api_visibility="private", concurrency_limit=4, show_progress_on=[status],
                      trigger_mode="always_last")
         segmenter.change(wrap(h.segmenter_info), [segmenter], [seg_info], api_name="segmenter_info")
+        add_mark_endpoint(wrap(h.mark), default_segmenter, segmenter_choices())
+    demo.janitor = SessionJanitor(demo, ttl, temp_root, on_idle=h.pool.forget_images)
+    demo.handlers = h
     return demo
 
 
@@ -488,15 +543,14 @@ def launch(
     share: bool = False,
     segmenter: str = DEFAULT_SEGMENTER,
     device: str = "auto",
-    max_file_size: str | int = "25mb",
+    limits: ServeLimits = ServeLimits(),
     prevent_thread_lock: bool = False,
     quiet: bool = False,
 ):
     """Build and serve the toolbox. Returns what `Blocks.launch` returns."""
-    demo = build_app(segmenter, device)
-    demo.queue(default_concurrency_limit=2)
+    demo = build_app(segmenter, device, limits)
+    demo.queue(default_concurrency_limit=2, max_size=GRADIO_QUEUE_SIZE)
     return demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=max_file_size,
-        allowed_paths=[], prevent_thread_lock=prevent_thread_lock, quiet=quiet, css=CSS,
-        show_error=False, theme=gr.themes.Soft(),
+        server_name=host, server_port=port, share=share, allowed_paths=[], prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet, css=CSS, show_error=False, theme=gr.themes.Soft(), **launch_kwargs(limits, demo.janitor),
     )

@@ -22,19 +22,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
-    """The toolbox served in a background thread (default segmenter mobile-sam, CPU)."""
+TEST_MAX_PIXELS = 2_000_000  # the test server's pixel limit (the photos in assets/ are all under it)
+
+
+def serve_toolbox(**limits):
+    """(demo, url): the toolbox served in a background thread as `launch` serves it (CPU), with
+    these ServeLimits; the caller closes it."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from som.app.serving import GRADIO_QUEUE_SIZE, ServeLimits, launch_kwargs
     from som.app.toolbox import CSS, build_app
 
-    demo = build_app(device="cpu")
-    demo.queue(default_concurrency_limit=2)
+    limits = ServeLimits(**limits)
+    demo = build_app(device="cpu", limits=limits)
+    demo.queue(default_concurrency_limit=2, max_size=GRADIO_QUEUE_SIZE)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size="5mb", allowed_paths=[], css=CSS)
-    yield f"http://127.0.0.1:{port}/"
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, allowed_paths=[],
+                css=CSS, **launch_kwargs(limits, demo.janitor))
+    root = limits.root_path.rstrip("/")
+    return demo, f"http://127.0.0.1:{port}{root}/"
+
+
+@pytest.fixture(scope="session")
+def served_app():
+    """The toolbox served in a background thread (default segmenter mobile-sam, CPU), 5 MB uploads."""
+    demo, url = serve_toolbox(max_file_size="5mb", max_pixels=TEST_MAX_PIXELS)
+    yield demo, url
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(served_app):
+    return served_app[1]
+
+
+@pytest.fixture
+def serve():
+    """serve(**limits) -> (demo, url) of a toolbox of its own; closed after the test."""
+    demos = []
+
+    def start(**limits):
+        demo, url = serve_toolbox(**limits)
+        demos.append(demo)
+        return demo, url
+
+    yield start
+    for demo in demos:
+        demo.close()
 
 
 @pytest.fixture

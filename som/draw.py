@@ -157,21 +157,34 @@ class MaskAnnotator:
         return self.paint(_check_scene(scene, regions).copy(), regions)
 
     def paint(self, out: np.ndarray, regions: Regions) -> np.ndarray:
-        """Fill in place (out: (H, W, 3) uint8 RGB, checked); returns out."""
+        """Fill in place (out: (H, W, 3) uint8 RGB, checked); returns out.
+
+        Works in bands of rows: each band gets a map of which region shows at each pixel, then
+        one blend; memory stays at a band, work at the image plus the visible parts."""
         if len(regions) == 0 or self.alpha == 0.0:
             return out
         boxes, crops = visible_parts(regions)
+        n = len(crops)
         areas = np.array([np.count_nonzero(c) for c in crops], np.int64)
-        colors = _colors(regions)
-        for k in np.lexsort((np.arange(len(crops)), -areas)):  # largest first, smaller ones on top
-            x1, y1, x2, y2 = boxes[k]
-            for r0 in range(y1, y2, _BAND_ROWS):  # in bands: no full-size temporaries on huge images
-                r1 = min(r0 + _BAND_ROWS, y2)
-                dst = out[r0:r1, x1:x2]
-                paint = np.empty_like(dst)
-                paint[:] = colors[k]
-                blend = cv2.addWeighted(dst, 1.0 - self.alpha, paint, self.alpha, 0.0)
-                np.copyto(dst, blend, where=crops[k][r0 - y1 : r1 - y1, :, None])
+        order = np.lexsort((np.arange(n), -areas))  # largest first, smaller ones on top
+        order = order[areas[order] > 0]
+        palette = np.zeros((n + 1, 3), np.uint8)
+        palette[1:] = _colors(regions)
+        owner_dtype = np.uint8 if n < 256 else np.int32
+        h = regions.image_hw[0]
+        for r0 in range(0, h, _BAND_ROWS):
+            r1 = min(r0 + _BAND_ROWS, h)
+            meets = order[(boxes[order, 1] < r1) & (boxes[order, 3] > r0)]
+            if len(meets) == 0:
+                continue
+            owner = np.zeros((r1 - r0, out.shape[1]), owner_dtype)  # 1 + region shown, 0: none
+            for k in meets:
+                x1, y1, x2, y2 = boxes[k]
+                a0, a1 = max(y1, r0), min(y2, r1)
+                np.copyto(owner[a0 - r0 : a1 - r0, x1:x2], owner_dtype(k + 1), where=crops[k][a0 - y1 : a1 - y1])
+            band = out[r0:r1]
+            blend = cv2.addWeighted(band, 1.0 - self.alpha, np.take(palette, owner, axis=0), self.alpha, 0.0)
+            np.copyto(band, blend, where=(owner > 0)[..., None])
         return out
 
 

@@ -57,6 +57,9 @@ def ocr_engine(det_side_px: int = 736, threads: int = -1):
     return RapidOCR(
         use_cls=False,  # UI text is upright; the 180-degree classifier only costs time
         det_limit_side_len=int(det_side_px),
+        # one line per recogniser run: a batch is padded to its widest line, and UI lines differ
+        # a lot in width (6 Python-docs screenshots: 1.5 s per shot at 1, 3.0 s at 6, 10 s at 32)
+        rec_batch_num=1,
         intra_op_num_threads=int(threads),
         inter_op_num_threads=int(threads),
     )

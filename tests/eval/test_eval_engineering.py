@@ -101,7 +101,8 @@ def test_ctrl_c_stops_soon_and_keeps_finished_replies(llm_server, smoke, tmp_pat
     deadline = time.time() + 60
     while len(ResponseCache(rundir / "cache")) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.3)  # the next requests are on their way
+    while llm_server.in_flight < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)  # a request is on its way (1.5 s long): the run cannot have ended yet
     with llm_server.lock:
         started = len(llm_server.requests) + llm_server.in_flight
     proc.send_signal(signal.SIGINT)

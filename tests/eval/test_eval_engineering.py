@@ -66,6 +66,9 @@ def test_killed_run_resumes_without_repeating(llm_server, smoke, run_cli, tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "som.cli", *_args(llm_server, smoke, rundir, "--conditions", "gt", "--concurrency", "2")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # an ignored SIGINT survives exec, and earlier tests (Ray, servers) may leave this process
+        # ignoring it: give the child the default, so Python turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while len(ResponseCache(rundir / "cache")) < 3 and time.time() < deadline and proc.poll() is None:
@@ -97,6 +100,9 @@ def test_ctrl_c_stops_soon_and_keeps_finished_replies(llm_server, smoke, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "som.cli", *_args(llm_server, smoke, rundir, "--conditions", "none", "--concurrency", "2")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # an ignored SIGINT survives exec, and earlier tests (Ray, servers) may leave this process
+        # ignoring it: give the child the default, so Python turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while len(ResponseCache(rundir / "cache")) < 1 and time.time() < deadline and proc.poll() is None:

@@ -35,19 +35,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its shared helpers
+from machine import cpu_model  # noqa: E402
 IMAGE = REPO / "assets" / "coffee.jpg"
 # points on objects of coffee.jpg (cup, saucer, spoon, table, crema)
 POINTS = [(300, 130), (150, 330), (420, 290), (560, 40), (300, 180), (240, 250), (480, 200), (60, 60)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def free_port() -> int:

@@ -49,6 +49,9 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its shared helpers
+from machine import cpu_model  # noqa: E402
 PHOTOS = sorted((REPO / "assets").glob("*.jpg"))
 LOOK = {"marks": ["Mark", "Contour"], "label_mode": "Number", "alpha": 0.4}  # most pixels stay the photo's
 BUSY_PATIENCE_S = 180.0
@@ -440,16 +443,6 @@ def soak(app: str, users: int, requests: int, segmenter: str, ttl: float, max_jo
         return result
     finally:
         server.stop()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its shared helpers
+from machine import cpu_model  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests" / "dataset"))
 
 
@@ -108,7 +111,7 @@ def main() -> None:
             rows.append(_run("photos", work / "sam", None, engine, 1, args.cpus, "mobile-sam"))
     shutil.rmtree(work)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     meta = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from web_marks import cpu_model, serve  # noqa: E402
+from machine import cpu_model  # noqa: E402
+from web_marks import serve  # noqa: E402
 
 PAGES = [
     ("index.html", 0),

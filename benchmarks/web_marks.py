@@ -17,7 +17,6 @@ import datetime
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -26,6 +25,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its shared helpers
+from machine import cpu_model  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 PAGES = [
@@ -37,16 +39,6 @@ PAGES = [
     ("genindex-A.html", 800),
     ("reference/expressions.html", 2000),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class _Quiet(SimpleHTTPRequestHandler):

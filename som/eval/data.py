@@ -360,6 +360,14 @@ def load_refcoco(folder: str | Path, images_dir: str | Path, *, split: str | Non
     return EvalData("refer", images, samples, vocabulary=names, source=str(refs_path))
 
 
+def _add_image(images: dict[str, "EvalImage"], key: str, base: Path, images_dir: str | Path | None) -> None:
+    """Register a JSONL row's image once (its file looked up beside the JSONL or in images_dir)."""
+    if key not in images:
+        p = _resolve(key, base, Path(images_dir) if images_dir else None)
+        h, w = _image_size(p)
+        images[key] = EvalImage(key, p, h, w)
+
+
 def load_refer_jsonl(path: str | Path, images_dir: str | Path | None = None) -> EvalData:
     """JSONL, one expression per line: {"image", "expression", "mask" or "box"[, "id", "category"]}.
     Ground-truth marks of an image are every distinct object its lines name."""
@@ -372,10 +380,7 @@ def load_refer_jsonl(path: str | Path, images_dir: str | Path | None = None) -> 
         if not isinstance(row.get("image"), str) or not isinstance(row.get("expression"), str):
             raise ValueError(f"{where}: needs \"image\" (path) and \"expression\" (text)")
         key = row["image"]
-        if key not in images:
-            p = _resolve(key, base, Path(images_dir) if images_dir else None)
-            h, w = _image_size(p)
-            images[key] = EvalImage(key, p, h, w)
+        _add_image(images, key, base, images_dir)
         im = images[key]
         obj = _add_object(im, _object_of(row, im.height, im.width, base, where))
         samples.append(Sample(id=str(row.get("id", f"line{n}")), image=key, text=row["expression"].strip(), targets=[obj]))
@@ -478,10 +483,7 @@ def load_ground_jsonl(path: str | Path, images_dir: str | Path | None = None) ->
         if not isinstance(row.get("phrases"), list) or not row["phrases"]:
             raise ValueError(f"{where}: needs \"phrases\": a list of {{\"phrase\", \"mask\" or \"box\"}}")
         key = row["image"]
-        if key not in images:
-            p = _resolve(key, base, Path(images_dir) if images_dir else None)
-            h, w = _image_size(p)
-            images[key] = EvalImage(key, p, h, w)
+        _add_image(images, key, base, images_dir)
         im = images[key]
         phrases = []
         for i, ph in enumerate(row["phrases"]):

@@ -107,8 +107,8 @@ def test_ctrl_c_stops_soon_and_keeps_finished_replies(llm_server, smoke, tmp_pat
     deadline = time.time() + 60
     while len(ResponseCache(rundir / "cache")) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    while llm_server.in_flight < 1 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)  # a request is on its way (1.5 s long): the run cannot have ended yet
+    while llm_server.in_flight < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)  # both slots busy (1.5 s each): the run cannot have ended, no third can start
     with llm_server.lock:
         started = len(llm_server.requests) + llm_server.in_flight
     proc.send_signal(signal.SIGINT)

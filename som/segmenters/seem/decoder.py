@@ -172,7 +172,7 @@ class SeemDecoder(nn.Module):
         grounding_tokens (T, D) projected text tokens (batch size 1); spatial: visual prompts
         (batch size 1). Returns the last layer's predictions, sliced per query group:
         pred_logits/pred_masks/pred_captions (object), pred_gmasks/pred_gtexts (grounding),
-        pred_smasks/pred_smaskembs (spatial)."""
+        pred_smasks/pred_smaskembs/pred_stexts (spatial)."""
         src, pos, sizes = self.prepare(multi_scale)
         bs = src[0].shape[1]
         if (grounding_tokens is not None or spatial is not None) and bs != 1:
@@ -230,4 +230,5 @@ class SeemDecoder(nn.Module):
         if spatial is not None:
             result["pred_smasks"] = pred["masks"][:, spt]
             result["pred_smaskembs"] = pred["mask_embed"][:, spt]
+            result["pred_stexts"] = pred["caption"][:, spt]
         return result

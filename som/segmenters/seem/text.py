@@ -60,10 +60,12 @@ class TextTransformer(nn.Module):
         self.causal = causal
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(N, L) ids -> (N, L, width) last hidden states. Causal: padding needs no mask."""
+        """(N, L) ids, L <= context length -> (N, L, width) last hidden states. Causal: padding
+        needs no mask, and a state never depends on later positions (so callers may drop
+        trailing padding)."""
         n = input_ids.shape[1]
         mask = torch.full((n, n), float("-inf"), device=input_ids.device).triu_(1) if self.causal else None
-        x = (self.token_embedding(input_ids) + self.positional_embedding).permute(1, 0, 2)
+        x = (self.token_embedding(input_ids) + self.positional_embedding[:n]).permute(1, 0, 2)
         for block in self.resblocks:
             x = block(x, mask)
         return self.ln_final(x.permute(1, 0, 2))
@@ -94,14 +96,23 @@ class LanguageEncoder(nn.Module):
         x = self.token_embeddings(input_ids)[1]
         return x / (x.norm(dim=-1, keepdim=True) + 1e-7)
 
-    def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer) -> torch.Tensor:
-        """Each class's prompts -> mean of their unit embeddings, renormalised: (K, D)."""
+    def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer, batch: int = 512) -> torch.Tensor:
+        """Each class's prompts -> mean of their unit embeddings, renormalised: (K, D).
+
+        With the causal text encoder, trailing padding cannot change the end token's state, so
+        sentences run cut to the longest one in their batch (same result, ~4x less work)."""
         device = self.lang_proj.device
-        rows = []
+        flat = [p for prompts in prompts_per_class for p in prompts]
+        ids, mask = tokenizer(flat, self.context_length)
+        if self.lang_encoder.causal:
+            ids = ids[:, : int(mask.sum(1).max())]
+        ids = torch.from_numpy(ids).to(device)
+        emb = torch.cat([self.sentence_embeddings(ids[i : i + batch]) for i in range(0, len(ids), batch)])
+        rows, start = [], 0
         for prompts in prompts_per_class:
-            ids, _ = tokenizer(prompts, self.context_length)
-            mean = self.sentence_embeddings(torch.from_numpy(ids).to(device)).mean(dim=0)
+            mean = emb[start : start + len(prompts)].mean(dim=0)
             rows.append(mean / mean.norm())
+            start += len(prompts)
         return torch.stack(rows)
 
     def compute_similarity(self, v_emb: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:

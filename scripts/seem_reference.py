@@ -325,11 +325,11 @@ def model_input(model, image_uint8: np.ndarray):
 def object_threshold(scores: np.ndarray) -> float:
     """Random weights give near-uniform class scores (~1/num_classes), far below the reference's
     0.8, and with many queries kept no mask keeps 80 % of its area (the overlap test): keep the
-    6 to 12 best queries, cutting in the middle of the widest gap between consecutive scores
+    4 to 8 best queries, cutting in the middle of the widest gap between consecutive scores
     there, so no query's score sits near the threshold."""
     ordered = np.sort(scores.astype(np.float64))[::-1]
-    gaps = ordered[5:12] - ordered[6:13]
-    at = 5 + int(np.argmax(gaps))
+    gaps = ordered[3:8] - ordered[4:9]
+    at = 3 + int(np.argmax(gaps))
     return float((ordered[at] + ordered[at + 1]) / 2)
 
 
@@ -517,12 +517,37 @@ def record_click(
     ).tensor.unbind(0)
     extra = {"spatial_query_pos_mask": pos, "spatial_query_neg_mask": neg}
     store, handle = capture_outputs(model.sem_seg_head.predictor)
+    attention = model.sem_seg_head.predictor.attention_data
+    select = attention.update_spatial_results
+    before_selection = {}
+
+    def keep_inputs(results):  # instrumentation: what the spatial-mask selection starts from
+        before_selection.update(results)
+        return select(results)
+
+    # The spatial queries are copies of object queries drawn with torch.randint (the only
+    # draw here: the click has fewer points than MAX_SPATIAL_LEN); record which were drawn.
+    randint, drawn = torch.randint, []
+
+    def recorded_randint(*args, **kwargs):
+        drawn.append(randint(*args, **kwargs))
+        return drawn[-1]
+
+    attention.update_spatial_results = keep_inputs
+    torch.randint = recorded_randint
     torch.manual_seed(SEED)
-    with torch.no_grad():
-        result = model.evaluate_interactive_single([data], extra=extra)[0]
-    handle.remove()
+    try:
+        with torch.no_grad():
+            result = model.evaluate_interactive_single([data], extra=extra)[0]
+    finally:
+        torch.randint = randint
+        handle.remove()
+        del attention.update_spatial_results
+    assert len(drawn) == 1, f"expected one query draw, saw {len(drawn)}"
+    rec.whole("click.spatial_query_indices", drawn[0])
     rec.whole("click.mask", disc)
     keys = record_prediction(rec, "click", store["output"])
+    keys += record_prediction(rec, "click", before_selection)
     rec.whole("click.pred_mask", result["pred_mask_ori"][0])
     return {
         "xy": list(xy),

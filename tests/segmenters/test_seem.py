@@ -30,6 +30,12 @@ SMALL = {
 LOW = {"object_threshold": 0.2, "overlap_threshold": 0.02}
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Text-embedding disk cache in a temporary folder, never the user's."""
+    monkeypatch.setenv("SOM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "som-cache"))
+
+
 def photo(name="coffee.jpg"):
     return np.asarray(Image.open(f"assets/{name}").convert("RGB"))
 
@@ -123,6 +129,20 @@ def test_open_vocabulary_panoptic_marks_carry_the_given_classes(seg):
     # a panoptic result is a partition: no pixel in two regions
     assert (sum(regions.mask(k).astype(int) for k in range(len(regions))) <= 1).all()
     assert seg.class_embeddings(("mug", "table", "window")) is seg.class_embeddings(("mug", "table", "window"))
+
+
+def test_class_embeddings_are_read_back_from_the_disk_cache(seg, small_ckpt, monkeypatch):
+    names = ("cup", "saucer", "spoon")
+    first = seg.class_embeddings(names)
+    fresh = build_segmenter("seem", device="cpu", checkpoint=small_ckpt, config=SMALL, input_short_side=192, **LOW)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("class names were encoded again")
+
+    monkeypatch.setattr(fresh.model.lang_encoder, "class_embeddings", no_encoding)
+    assert torch.equal(fresh.class_embeddings(names), first)
+    with pytest.raises(AssertionError, match="encoded again"):  # a new list is not in the cache
+        fresh.class_embeddings(("cup",))
 
 
 def test_levels_keep_a_flat_partition_and_wholes_drop_small_segments(seg):

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from som.segmenters.base import resolve_device
 
-OPTIONS = ("precision", "input_short_side", "object_threshold", "overlap_threshold", "config")
+OPTIONS = ("precision", "input_short_side", "object_threshold", "overlap_threshold", "config", "disk_cache")
 
 
 def build_seem_segmenter(name: str, device: str, checkpoint: Path | None, **options):
     """SEEM from a checkpoint file. options: precision (auto|fp32|fp16|bf16), input_short_side
     (px, default 640 as SoM), object_threshold / overlap_threshold (panoptic, default the
-    config's 0.8 / 0.8), config (dict of yaml-named overrides, for other model sizes)."""
+    config's 0.8 / 0.8), config (dict of yaml-named overrides, for other model sizes), disk_cache
+    (keep class text embeddings in $SOM_CACHE_DIR, default True)."""
     from som.segmenters.seem.inference import PanopticOptions
     from som.segmenters.seem.model import load_model
     from som.segmenters.seem.segmenter import INPUT_SHORT_SIDE, SeemSegmenter
@@ -30,4 +31,5 @@ def build_seem_segmenter(name: str, device: str, checkpoint: Path | None, **opti
     return SeemSegmenter(
         name, model, device, precision=options.get("precision", "auto"),
         input_short_side=int(options.get("input_short_side", INPUT_SHORT_SIDE)), panoptic=panoptic,
+        disk_cache=bool(options.get("disk_cache", True)),
     )

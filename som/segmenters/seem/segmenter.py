@@ -22,6 +22,7 @@ from PIL import Image
 
 from som.regions import Regions
 from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.seem import text_cache
 from som.segmenters.seem.classes import BACKGROUND, COCO_PANOPTIC_CLASSES, NUM_COCO_THINGS, display_name, prompts_for
 from som.segmenters.seem.inference import (
     PanopticOptions,
@@ -76,6 +77,7 @@ class SeemSegmenter:
         cache_size: int = 4,
         input_short_side: int = INPUT_SHORT_SIDE,
         panoptic: PanopticOptions | None = None,
+        disk_cache: bool = True,
     ):
         if precision not in ("auto", "fp32", "fp16", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got {precision!r}")
@@ -90,6 +92,8 @@ class SeemSegmenter:
         self._features: OrderedDict[str, Features] = OrderedDict()
         self._class_emb: dict[tuple[str, ...], torch.Tensor] = {}
         self._cache_size = cache_size
+        self._disk_cache = disk_cache
+        self._text_weights: str | None = None  # digest of the text encoder, computed on first use
         self._lock = threading.RLock()
 
     # ---- precision ------------------------------------------------------
@@ -133,13 +137,25 @@ class SeemSegmenter:
     @torch.no_grad()
     def class_embeddings(self, classes: tuple[str, ...]) -> torch.Tensor:
         """(K + 1, D) unit embeddings of the classes (template-averaged) and 'background'; cached
-        per class list (one segmenter holds one checkpoint)."""
+        per class list in memory (one segmenter holds one checkpoint) and on disk per (text
+        encoder weights, sentences) (som.segmenters.seem.text_cache)."""
         with self._lock:
             hit = self._class_emb.get(classes)
+            if hit is not None:
+                return hit
+            prompts = [prompts_for(c) for c in classes] + [prompts_for(BACKGROUND)]
+            path = None
+            if self._disk_cache:
+                if self._text_weights is None:
+                    self._text_weights = text_cache.weights_digest(self.model.lang_encoder)
+                path = text_cache.entry_path(self._text_weights, prompts)
+                hit = text_cache.load(path)
             if hit is None:
-                prompts = [prompts_for(c) for c in classes] + [prompts_for(BACKGROUND)]
                 hit = self.model.lang_encoder.class_embeddings(prompts, self.tokenizer).float()
-                self._class_emb[classes] = hit
+                if path is not None:
+                    text_cache.store(path, hit)
+            hit = hit.to(self.device)
+            self._class_emb[classes] = hit
             return hit
 
     # ---- public API -----------------------------------------------------

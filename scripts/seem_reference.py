@@ -657,6 +657,14 @@ TOKEN_PHRASES = [
     "tab\tat\tstart and trailing    ",
     "numbers 0123456789 3rd 21st 1/2 ½ ²",
     "&#39;numeric&#39; &#x27;hex&#x27; &nbsp; entities",
+    "a < b &amp; c",  # with a tag-like character ftfy leaves entities alone
+    "<p>&amp;</p>",
+    "1 &lt 2 &amp 3",
+    "\x00null\x01ctrl",
+    "\u00c3\u00a9t\u00c3\u00a9 summer",  # mojibake ftfy repairs
+    "\U0001f44d\U0001f3fd \U0001f1eb\U0001f1f7",
+    "\u0130stanbul \u212a \u212b \u01c5",
+    "the " * 75,
 ]
 
 FREE_PHRASES = [
@@ -723,6 +731,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-full", action="store_true", help="do not rebuild keys_full.json"
     )
+    parser.add_argument("--tokens-only", action="store_true", help="only rewrite tokens.json")
     args = parser.parse_args()
 
     import os
@@ -753,6 +762,8 @@ def main() -> None:
     (args.out / "tokens.json").write_text(
         json.dumps(tokens, ensure_ascii=False, indent=0) + "\n"
     )
+    if args.tokens_only:
+        return
 
     meta = {
         "seed": SEED,

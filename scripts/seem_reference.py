@@ -91,7 +91,7 @@ def export_tree(
     """Write the files of `treeish` under `prefixes` into `dest`.
 
     `source` is a local git directory (bare mirror or clone) or a URL (cloned bare into
-    dest/../). Blobs absent from a partial mirror (images, videos) are skipped: `git archive`
+    dest/../); the commit goes to dest/COMMIT. Blobs absent from a partial mirror (images, videos) are skipped: `git archive`
     refuses the whole tree when one is missing, and no code file is among them.
     """
     if Path(source).exists():
@@ -114,6 +114,8 @@ def export_tree(
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(git("-C", git_dir, "cat-file", "blob", sha))
+    commit = git("-C", git_dir, "rev-parse", f"{treeish}^{{commit}}").decode().strip()
+    (dest / "COMMIT").write_text(commit + "\n")
 
 
 def apply_patches(src: Path) -> None:
@@ -796,6 +798,8 @@ def main() -> None:
         "seed": SEED,
         "overrides": SMALL_OVERRIDES,
         "reference_branch": REFERENCE_BRANCH,
+        "reference_commit": (src / "COMMIT").read_text().strip(),
+        "detectron2_commit": (d2 / "COMMIT").read_text().strip(),
         "config_file": CONFIG_PATH,
         "opt": {k: v for k, v in opt.items() if k != "device"},
     }

@@ -74,7 +74,7 @@ class SeemSegmenter:
         model: SeemModel,
         device: str,
         precision: str = "auto",
-        cache_size: int = 4,
+        cache_size: int = 2,
         input_short_side: int = INPUT_SHORT_SIDE,
         panoptic: PanopticOptions | None = None,
         disk_cache: bool = True,
@@ -195,10 +195,10 @@ class SeemSegmenter:
         present = [s for s in segments if (seg_np == s.id).any()] if len(regions) != len(segments) else segments
         labels = [display_name(names[s.category]) for s in present]
         scores = np.array([s.score for s in present], np.float32)
-        regions = dataclasses.replace(regions, scores=scores)
+        regions = regions.replace(scores=scores)
         if g.level == 3 and len(regions):
             keep = np.flatnonzero(regions.areas >= g.min_area_frac * seg_np.size)
-            regions = regions_subset(regions, keep)
+            regions = regions[keep]
             labels, scores = [labels[k] for k in keep], scores[keep]
         if progress:
             progress(1.0, f"SEEM: {len(regions)} segments")
@@ -269,11 +269,3 @@ class SeemSegmenter:
         score, label = probs[:, :-1].max(-1)
         return [display_name(COCO_PANOPTIC_CLASSES[int(k)]) for k in label], score.cpu().numpy()
 
-
-def regions_subset(regions: Regions, keep: np.ndarray) -> Regions:
-    """Regions k in `keep` (flat regions: no parents to remap)."""
-    keep = np.asarray(keep, np.int64)
-    return Regions(
-        [regions.crops[k] for k in keep], regions.xyxy[keep], regions.image_hw,
-        scores=None if regions.scores is None else regions.scores[keep],
-    )

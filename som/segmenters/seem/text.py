@@ -8,6 +8,7 @@ the largest id), projected by `lang_proj`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,24 +97,28 @@ class LanguageEncoder(nn.Module):
         x = self.token_embeddings(input_ids)[1]
         return x / (x.norm(dim=-1, keepdim=True) + 1e-7)
 
-    def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer, batch: int = 512) -> torch.Tensor:
+    def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer, batch: int = 256) -> torch.Tensor:
         """Each class's prompts -> mean of their unit embeddings, renormalised: (K, D).
 
         With the causal text encoder, trailing padding cannot change the end token's state, so
-        sentences run cut to the longest one in their batch (same result, ~4x less work)."""
+        sentences run sorted by length in batches cut to their longest one (same result, a
+        fraction of the work of 77-token rows)."""
         device = self.lang_proj.device
         flat = [p for prompts in prompts_per_class for p in prompts]
         ids, mask = tokenizer(flat, self.context_length)
-        if self.lang_encoder.causal:
-            ids = ids[:, : int(mask.sum(1).max())]
-        ids = torch.from_numpy(ids).to(device)
-        emb = torch.cat([self.sentence_embeddings(ids[i : i + batch]) for i in range(0, len(ids), batch)])
-        rows, start = [], 0
+        lengths = mask.sum(1) if self.lang_encoder.causal else np.full(len(flat), self.context_length)
+        order = np.argsort(lengths, kind="stable")
+        emb = torch.empty(len(flat), self.lang_proj.shape[1], device=device)
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            cut = torch.from_numpy(ids[rows, : int(lengths[rows].max())]).to(device)
+            emb[torch.from_numpy(rows).to(device)] = self.sentence_embeddings(cut).float()
+        out, start = [], 0
         for prompts in prompts_per_class:
             mean = emb[start : start + len(prompts)].mean(dim=0)
-            rows.append(mean / mean.norm())
+            out.append(mean / mean.norm())
             start += len(prompts)
-        return torch.stack(rows)
+        return torch.stack(out)
 
     def compute_similarity(self, v_emb: torch.Tensor, t_emb: torch.Tensor) -> torch.Tensor:
         """(B, Q, D) visual x (K, D) unit text -> (B, Q, K) logits scaled by exp(logit_scale)."""

@@ -35,18 +35,20 @@ from som.segmenters.seem.layers import (
 )
 from som.segmenters.seem.text import LanguageEncoder
 
-SPATIAL_SEED = 0  # seed for the spatial queries' object-query picks when the caller gives none
+SPATIAL_SEED = 0  # seed of the prompt-point and query draws when the caller gives none
 
 
 @dataclass
 class SpatialPrompts:
     """Visual prompts for one image (batch size 1), as the reference samples them.
 
-    points_yx: P_l (K, 2) float coordinates y/Hp, x/Wp in the padded input (one tensor per
-        decoder scale, plus one more for the mask-feature mean: 4 in all, last = mean).
-    prompt_index: matching (K,) long prompt number of each point.
-    positive: matching (K,) bool, False for negative points.
-    query_indices: (QUERY_NUMBER * n,) which object queries seed each prompt's queries.
+    points_yx: four (K_l, 2) tensors of normalised y/Hp, x/Wp in the padded input: the prompt
+        tokens' points for each of the three decoder scales (positive points, then negative),
+        and last the positive points whose mean mask feature picks each prompt's mask.
+    prompt_index: matching (K_l,) long, the prompt each point belongs to.
+    positive: matching (K_l,) bool, False for negative points.
+    num_prompts: n.
+    query_indices: (QUERY_NUMBER * n,) the object queries that seed each prompt's queries.
     """
 
     points_yx: list[torch.Tensor]

@@ -129,6 +129,8 @@ def test_open_vocabulary_panoptic_marks_carry_the_given_classes(seg):
     # a panoptic result is a partition: no pixel in two regions
     assert (sum(regions.mask(k).astype(int) for k in range(len(regions))) <= 1).all()
     assert seg.class_embeddings(("mug", "table", "window")) is seg.class_embeddings(("mug", "table", "window"))
+    with pytest.raises(ValueError, match="non-empty strings"):
+        seg.segment_everything(image, 2, classes=["mug", " "])
 
 
 def test_class_embeddings_are_read_back_from_the_disk_cache(seg, small_ckpt, monkeypatch):

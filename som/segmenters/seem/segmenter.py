@@ -167,12 +167,14 @@ class SeemSegmenter:
         progress: ProgressFn | None = None,
         classes: list[str] | None = None,
     ) -> Regions:
-        """Panoptic marks (COCO classes, or only `classes`), categories set per region."""
+        """Panoptic marks over the COCO classes, or only over `classes` (open vocabulary; None or
+        [] means COCO), with Regions.categories / category_scores set per region."""
         g = granularity(level)
-        names = tuple(classes) if classes else COCO_PANOPTIC_CLASSES
-        if classes is not None and (not classes or not all(isinstance(c, str) and c.strip() for c in classes)):
+        if classes and not all(isinstance(c, str) and c.strip() for c in classes):
             raise ValueError(f"classes must be non-empty strings, got {classes!r}")
-        num_things = NUM_COCO_THINGS if not classes else len(names)  # open vocabulary: every class a thing
+        # no classes (None or an empty list): the 133 COCO panoptic classes
+        names = tuple(dict.fromkeys(c.strip() for c in classes)) if classes else COCO_PANOPTIC_CLASSES
+        num_things = len(names) if classes else NUM_COCO_THINGS  # open vocabulary: every class a thing
         if progress:
             progress(0.0, "SEEM: image features")
         feats = self.features(image)

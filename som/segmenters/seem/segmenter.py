@@ -91,6 +91,7 @@ class SeemSegmenter:
         self.tokenizer = default_tokenizer()
         self._features: OrderedDict[str, Features] = OrderedDict()
         self._class_emb: dict[tuple[str, ...], torch.Tensor] = {}
+        self._decoded: OrderedDict[tuple[str, tuple[str, ...]], dict] = OrderedDict()
         self._cache_size = cache_size
         self._disk_cache = disk_cache
         self._text_weights: str | None = None  # digest of the text encoder, computed on first use
@@ -177,12 +178,19 @@ class SeemSegmenter:
         num_things = len(names) if classes else NUM_COCO_THINGS  # open vocabulary: every class a thing
         if progress:
             progress(0.0, "SEEM: image features")
-        feats = self.features(image)
-        if progress:
-            progress(0.5, "SEEM: class names")
-        class_emb = self.class_embeddings(names)
-        with self._lock, self._autocast():
-            out = self.model.sem_seg_head.predictor(feats.multi_scale, feats.mask_features, class_emb=class_emb)
+        key = image_key(image)
+        feats = self.features(image, key)
+        out = self._decoded.get((key, names))
+        if out is None:
+            if progress:
+                progress(0.5, "SEEM: class names")
+            class_emb = self.class_embeddings(names)
+            with self._lock, self._autocast():
+                out = self.model.sem_seg_head.predictor(feats.multi_scale, feats.mask_features, class_emb=class_emb)
+            out = {k: out[k] for k in ("pred_logits", "pred_masks")}
+            self._decoded[(key, names)] = out  # another level of the same marks needs no decoding
+            while len(self._decoded) > self._cache_size:
+                self._decoded.popitem(last=False)
         options = self.panoptic
         if g.level == 1:
             options = dataclasses.replace(options, object_threshold=min(options.object_threshold, PARTS_OBJECT_THRESHOLD))

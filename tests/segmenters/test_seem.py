@@ -199,3 +199,21 @@ def test_random_checkpoint_cli_writes_the_official_layout(tmp_path, monkeypatch)
     model = load_model(out, SMALL)
     again = seeded_state_dict(SeemModel(SMALL).state_dict(), 5)
     assert torch.equal(model.state_dict()["backbone.norm1.weight"], again["backbone.norm1.weight"])
+
+
+def test_bf16_autocast_runs_every_path_and_keeps_the_masks(seg, small_ckpt):
+    """The autocast path CUDA uses (bf16 here on CPU): dtypes meet, masks stay close to fp32."""
+    half = build_segmenter(
+        "seem", device="cpu", checkpoint=small_ckpt, config=SMALL, input_short_side=192, precision="bf16", **LOW
+    )
+    image = photo()
+
+    def iou(a, b):
+        return (a & b).sum() / max((a | b).sum(), 1)
+
+    for call in (
+        lambda s: s.segment_text(image, "the mug"),
+        lambda s: s.segment_prompts(image, np.array([[300, 200]])),
+    ):
+        assert iou(call(half).mask(0), call(seg).mask(0)) > 0.9
+    assert len(half.segment_everything(image, 2, classes=["mug", "table"])) >= 1

@@ -89,12 +89,16 @@ class LanguageEncoder(nn.Module):
     def token_embeddings(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L) ids -> (projected hidden states (N, L, D), sentence embeddings (N, D)); not normalised."""
         hidden = self.lang_encoder(input_ids)
-        sentence = hidden[torch.arange(len(hidden), device=hidden.device), input_ids.argmax(dim=-1)]
-        return hidden @ self.lang_proj, sentence @ self.lang_proj
+        return hidden @ self.lang_proj, self.end_states(hidden, input_ids) @ self.lang_proj
+
+    @staticmethod
+    def end_states(hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """(N, L, C) states at each row's end token (the first position of the largest id)."""
+        return hidden[torch.arange(len(hidden), device=hidden.device), input_ids.argmax(dim=-1)]
 
     def sentence_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(N, L) ids -> (N, D) unit sentence embeddings."""
-        x = self.token_embeddings(input_ids)[1]
+        """(N, L) ids -> (N, D) unit sentence embeddings (only end-token states projected)."""
+        x = self.end_states(self.lang_encoder(input_ids), input_ids) @ self.lang_proj
         return x / (x.norm(dim=-1, keepdim=True) + 1e-7)
 
     def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer, batch: int = 256) -> torch.Tensor:

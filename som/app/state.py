@@ -19,6 +19,11 @@ Rules of interactive editing:
   mark adds nothing and names the mark (clicking a part names the part, not its whole);
 * "+/- point to last region" re-decodes the last gesture's prompts with the
   extra point, so a region can be grown or trimmed;
+* with a segmenter that has mask choices (`segment_prompt_choices`: SAM's 3, Semantic-SAM's
+  6, small to large), a click or box adds the middle choice (`middle_choice`: 3 -> the 2nd,
+  6 -> the 3rd) and "Larger" / "Smaller" replace the last region with the next choice, by
+  the same rules as a new gesture (as if the last region were undone and the choice added);
+  any other change ends the stepping;
 * undo removes the last region, clear removes all;
 * a gesture whose free part is below the minimum area adds nothing and says why.
 """
@@ -142,6 +147,8 @@ class Gesture:
     points_xy: list[list[float]] = field(default_factory=list)
     point_labels: list[int] = field(default_factory=list)
     box_xyxy: list[float] | None = None
+    choice: int | None = None  # which of the segmenter's mask choices (0 = smallest), if it has them
+    n_choices: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -158,6 +165,17 @@ class Rendered:
     marks_json: str | None
     clean_png: str | None
     warning: str | None = None
+
+
+@dataclass
+class ChoiceLadder:
+    """The mask choices of the last added region (small to large) and which one it shows.
+    Valid while the session's `version` is still `version` (any other change ends it)."""
+
+    choices: Regions
+    index: int
+    label: int
+    version: int
 
 
 TABLE_HEADERS = ["label", "part of", "area", "x1", "y1", "x2", "y2", "score", "made by"]
@@ -180,6 +198,7 @@ class ToolboxSession:
     temp_root: str | None = None  # parent of workdir (the app instance's folder); None: app_temp_root()
     version: int = 0  # bumps on every change: names of written files
     _drawn: tuple | None = field(default=None, repr=False)  # (MarkResult, MarkStyle) of the last render
+    _ladder: ChoiceLadder | None = field(default=None, repr=False)  # mask choices of the last region
     # one user's quick clicks may run at once (page clicks bypass the queue): one change at a time
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -295,13 +314,24 @@ class ToolboxSession:
             mask = clean_masks(mask[None], 0, min(crumbs, max(1, min_area_px - 1)))[0]
         return mask
 
-    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def _prompts(gesture: Gesture) -> dict:
         pts = np.asarray(gesture.points_xy, np.float32).reshape(-1, 2) if gesture.points_xy else None
         lbl = np.asarray(gesture.point_labels, np.int64) if gesture.points_xy else None
         box = np.asarray(gesture.box_xyxy, np.float32) if gesture.box_xyxy is not None else None
-        out = segmenter.segment_prompts(self.source, points_xy=pts, point_labels=lbl, box_xyxy=box)
+        return {"points_xy": pts, "point_labels": lbl, "box_xyxy": box}
+
+    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, float]:
+        out = segmenter.segment_prompts(self.source, **self._prompts(gesture))
         score = 1.0 if out.scores is None else float(out.scores[0])
         return out.mask(0) if len(out) else np.zeros(self.source.shape[:2], bool), score
+
+    def _choices(self, segmenter, gesture: Gesture) -> Regions | None:
+        """The segmenter's mask choices for a click or box, small to large (None: it has none)."""
+        if gesture.kind not in ("point", "box") or not hasattr(segmenter, "segment_prompt_choices"):
+            return None
+        out = segmenter.segment_prompt_choices(self.source, **self._prompts(gesture))
+        return out if len(out) else None
 
     def _check_xy(self, x: float, y: float) -> tuple[float, float]:
         h, w = self.require_image().shape[:2]
@@ -314,10 +344,69 @@ class ToolboxSession:
         return x, y
 
     def add_gesture(self, segmenter, gesture: Gesture, min_area_px: int = 1) -> str:
-        """Segment one gesture into a new region with the next label; returns a status line."""
+        """Segment one gesture into a new region with the next label; returns a status line.
+        With mask choices (see the module docstring) the middle one is added."""
+        from som.segmenters.base import middle_choice
+
         self.require_image()
         self.box_corner = None
-        mask, score = self._segment(segmenter, gesture)
+        choices = self._choices(segmenter, gesture)
+        if choices is None:
+            mask, score = self._segment(segmenter, gesture)
+            return self._add_mask(mask, score, gesture, segmenter.name, min_area_px)
+        index = middle_choice(len(choices))
+        gesture = dataclasses.replace(gesture, choice=index, n_choices=len(choices))
+        line = self._add_mask(choices.mask(index), self._choice_score(choices, index), gesture, segmenter.name,
+                              min_area_px)
+        self._ladder = ChoiceLadder(choices, index, self.n_regions, self.version)
+        return line + self._choice_note(index, len(choices))
+
+    @staticmethod
+    def _choice_score(choices: Regions, index: int) -> float:
+        return 1.0 if choices.scores is None else float(choices.scores[index])
+
+    @staticmethod
+    def _choice_note(index: int, n: int) -> str:
+        if n == 1:
+            return "; the segmenter gave a single mask here"
+        return f"; mask {index + 1} of {n}, small to large (Larger / Smaller to change)"
+
+    def step_choice(self, step: int, min_area_px: int = 1) -> str:
+        """Replace the last region with its next larger (step +1) or smaller (-1) mask choice.
+
+        As if the last region were undone and that choice added by the same gesture: it may
+        become a part of another region or stop being one. At either end, or when the choice
+        would add nothing, UserError/NothingAdded and nothing changes."""
+        self.require_image()
+        self.box_corner = None
+        ladder = self._ladder
+        if ladder is None or ladder.version != self.version or ladder.label != self.n_regions:
+            raise UserError(
+                "Larger / Smaller work right after a click or box that gave mask choices "
+                "(with a segmenter such as mobile-sam); click an object first"
+            )
+        n, new = len(ladder.choices), ladder.index + int(step)
+        if not 0 <= new < n:
+            end = "largest" if step > 0 else "smallest"
+            raise NothingAdded(f"region {ladder.label} already shows the {end} of its {n} mask choices")
+        snapshot = (self.label_map.copy(), list(self.parents), list(self.gestures), list(self.scores),
+                    list(self.segmenters_used))
+        gesture, segmenter_name = self.gestures[-1], self.segmenters_used[-1]
+        self.undo()
+        try:
+            line = self._add_mask(ladder.choices.mask(new), self._choice_score(ladder.choices, new),
+                                  dataclasses.replace(gesture, choice=new), segmenter_name, min_area_px)
+        except NothingAdded as e:
+            self.label_map, self.parents, self.gestures, self.scores, self.segmenters_used = snapshot
+            self.version += 1
+            self._ladder = dataclasses.replace(ladder, version=self.version)
+            raise NothingAdded(f"mask {new + 1} of {n} cannot replace region {ladder.label}: {e}") from None
+        self._ladder = ChoiceLadder(ladder.choices, new, self.n_regions, self.version)
+        return line.replace("added region", "replaced region", 1) + self._choice_note(new, n)
+
+    def _add_mask(self, mask: np.ndarray, score: float, gesture: Gesture, segmenter_name: str,
+                  min_area_px: int) -> str:
+        """Add a segmented (H, W) mask as the next region by the editing rules; a status line."""
         whole = self._whole_for(mask, gesture)
         mask = self._free_part(mask, min_area_px, within=whole)
         area = int(mask.sum())
@@ -338,7 +427,7 @@ class ToolboxSession:
         self.parents.append(whole)
         self.gestures.append(gesture)
         self.scores.append(score)
-        self.segmenters_used.append(segmenter.name)
+        self.segmenters_used.append(segmenter_name)
         self.version += 1
         part = f" as a part of region {whole}" if whole else ""
         return f"added region {k} ({area} px) from a {gesture.kind}{part}"

@@ -79,6 +79,8 @@ ENDPOINTS = {
     "/add_box": "(x1, y1, x2, y2, segmenter, marks, label_mode, alpha, min_area) new region from a box",
     "/add_stroke": "(stroke, segmenter, marks, label_mode, alpha, min_area) new region from a polyline "
     "'[[x, y], ...]'",
+    "/larger": "(marks, label_mode, alpha, min_area) the last click's region -> its next larger mask choice",
+    "/smaller": "(marks, label_mode, alpha, min_area) the last click's region -> its next smaller mask choice",
     "/undo": "(marks, label_mode, alpha) remove the last region",
     "/clear": "(marks, label_mode, alpha) remove all regions",
     "/restyle": "(marks, label_mode, alpha) redraw with other mark types / labels / alpha",
@@ -373,6 +375,27 @@ class Handlers:
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area, actions[kind], view_only=True)
 
     # editing ---------------------------------------------------------------
+    def step_choice(self, step: int, marks: list[str], label_mode: str, alpha: float, min_area: float,
+                    state: ToolboxSession | None):
+        """The last click's region becomes its next larger (step 1) or smaller (-1) mask choice."""
+        s = self._session(state)
+        s.require_image()
+        style = make_style(marks, label_mode, alpha)
+        with s.lock:
+            try:
+                line = s.step_choice(int(step), _min_area_px(s, min_area))
+            except NothingAdded as e:
+                return _present(s, s.render(style, _status(s, str(e)), warning=str(e)))
+            return _present(s, s.render(style, _status(s, line)))
+
+    def larger(self, marks: list[str], label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
+        """The last click's region -> its next larger mask choice."""
+        return self.step_choice(1, marks, label_mode, alpha, min_area, state)
+
+    def smaller(self, marks: list[str], label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
+        """The last click's region -> its next smaller mask choice."""
+        return self.step_choice(-1, marks, label_mode, alpha, min_area, state)
+
     def undo(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove the last region."""
         s = self._session(state)
@@ -425,7 +448,8 @@ HELP = """
 # Set-of-Mark toolbox
 Upload an image (or pick an example). **Run automatic** marks everything; or **click the
 marked image** to add regions one by one (each click = one region, numbered next; existing
-marks keep their numbers and pixels). Download the marked PNG, the marks JSON (same format as
+marks keep their numbers and pixels). **Larger** / **Smaller** step the last click's region
+through the segmenter's mask choices, from parts to wholes. Download the marked PNG, the marks JSON (same format as
 `som mark`) or the clean image.
 """
 
@@ -476,6 +500,8 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                                   format="png", elem_id="som-canvas", buttons=["fullscreen"], show_label=False)
                 status = gr.Markdown("Upload an image or pick an example.", label="status", elem_id="som-status")
                 with gr.Row():
+                    smaller_btn = gr.Button("Smaller", size="sm", elem_id="som-smaller")
+                    larger_btn = gr.Button("Larger", size="sm", elem_id="som-larger")
                     undo_btn = gr.Button("Undo last region", size="sm", elem_id="som-undo")
                     clear_btn = gr.Button("Clear all", size="sm", elem_id="som-clear")
                 with gr.Row():
@@ -523,6 +549,10 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                                  concurrency_limit=4, show_progress_on=[status])
         stroke_btn.click(wrap(h.add_painted), [editor, *common], outputs, api_visibility="private",
                          concurrency_limit=4, show_progress_on=[status])
+        larger_btn.click(wrap(h.larger), [*look, min_area, state], outputs, api_name="larger", concurrency_limit=4,
+                         show_progress_on=[status])
+        smaller_btn.click(wrap(h.smaller), [*look, min_area, state], outputs, api_name="smaller", concurrency_limit=4,
+                          show_progress_on=[status])
         undo_btn.click(wrap(h.undo), [*look, state], outputs, api_name="undo", concurrency_limit=4, show_progress_on=[status])
         clear_btn.click(wrap(h.clear), [*look, state], outputs, api_name="clear", concurrency_limit=4, show_progress_on=[status])
         restyle_btn = gr.Button("restyle", visible=False)

@@ -147,3 +147,24 @@ def test_nested_marks_clicking_inside_a_part_names_the_part(app_url, page, artif
         re.compile(rf"inside region {k} \(a part of region {whole}\)|as a part of region {k}\b"), timeout=60_000
     )
     page.screenshot(path=str(artifacts / "app_nested_click.png"), full_page=True)
+
+
+def test_larger_and_smaller_buttons(app_url, page, artifacts):
+    """A click with mobile-sam adds the middle of its three masks; the buttons step through them."""
+    expect = _expect()
+    _open(page, app_url)
+    _upload(page, COFFEE)
+    _click_canvas(page, 0.5, 0.25)  # the cup
+    expect(page.locator("#som-status")).to_contain_text("mask 2 of 3", timeout=60_000)
+    page.click("#som-larger")
+    expect(page.locator("#som-status")).to_contain_text("mask 3 of 3", timeout=30_000)
+    page.screenshot(path=str(artifacts / "app_larger.png"), full_page=True)
+    page.click("#som-larger")
+    expect(page.get_by_text(re.compile("already shows the largest")).first).to_be_visible(timeout=30_000)
+    page.click("#som-smaller")  # a button ignores clicks while its last one runs: wait between them
+    expect(page.locator("#som-status")).to_contain_text("replaced region 1 (", timeout=30_000)
+    expect(page.locator("#som-status")).to_contain_text("mask 2 of 3", timeout=30_000)
+    page.click("#som-smaller")
+    expect(page.locator("#som-status")).to_contain_text("mask 1 of 3", timeout=30_000)
+    _expect_rows(page, 1)
+    page.screenshot(path=str(artifacts / "app_smaller.png"), full_page=True)

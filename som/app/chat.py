@@ -338,11 +338,16 @@ class ChatSession:
                 subtract(c, b, new_crop, new_box)
             rest.append(c)
         keep = np.array([np.count_nonzero(c) >= max(1, min_px) for c in rest], bool)
-        kept = Regions(rest, old.boxes_px, (h, w), parent=old.parent)[np.flatnonzero(keep)]
-        kept = Regions.from_crops(kept.boxes_px, kept.crops, (h, w), parent=kept.parent)
+        names = {"categories": old.categories, "category_scores": old.category_scores}
+        kept = Regions(rest, old.boxes_px, (h, w), parent=old.parent, **names)[np.flatnonzero(keep)]
+        kept = Regions.from_crops(kept.boxes_px, kept.crops, (h, w), parent=kept.parent,
+                                  categories=kept.categories, category_scores=kept.category_scores)
         marked = Regions(
             [*kept.crops, new_crop], np.concatenate([kept.boxes_px, new_box[None]]), (h, w),
             parent=np.concatenate([kept.parent, [-1]]),
+            # a clicked mark has no class name: "" beside the named ones
+            categories=None if kept.categories is None else [*kept.categories, ""],
+            category_scores=None if kept.category_scores is None else [*kept.category_scores, np.nan],
         )
         with segmenters.lock:
             result = mark_regions(self.source, marked, style=marks.style, refine_options=None)

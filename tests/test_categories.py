@@ -1,0 +1,117 @@
+"""Class names on regions (`Regions.categories`, `category_scores`): every operation keeps them
+with their regions, the marks JSON carries them, and old files without them still read.
+
+The regions are MobileSAM's masks of clicks on coffee.jpg (overlapping, nested: a part, its
+object, the object with its saucer); the names are given here, as a segmenter that knows
+classes (SEEM) would give them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from som.marksfile import regions_from_dict, regions_to_dict
+from som.pipeline import mark_regions
+from som.refine import RefineOptions, refine
+from som.regions import Regions
+
+COFFEE = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"
+CLICKS = [(300, 100), (300, 200), (100, 330), (480, 300)]  # cup, cup front, saucer, spoon side
+
+
+@pytest.fixture(scope="module")
+def image():
+    from som.imageio import load_image
+
+    return load_image(COFFEE)
+
+
+@pytest.fixture(scope="module")
+def named(image) -> Regions:
+    """Every mask choice of four clicks, each named c<k> with score k/10; scores = k track sources."""
+    from som.pipeline import cached_segmenter
+
+    seg = cached_segmenter("mobile-sam", "cpu")
+    parts = [seg.segment_prompt_choices(image, np.array([xy])) for xy in CLICKS]
+    boxes = np.concatenate([p.boxes_px for p in parts])
+    crops = [c for p in parts for c in p.crops]
+    n = len(crops)
+    assert n >= 8
+    return Regions(crops, boxes, image.shape[:2], scores=np.arange(n, dtype=np.float32),
+                   categories=[f"c{k}" for k in range(n)], category_scores=np.arange(n, dtype=np.float32) / 10)
+
+
+def _follow(r: Regions) -> None:
+    """Each region's name is the one of the input region it came from (scores = source index)."""
+    src = r.scores.astype(int)
+    assert r.categories == [f"c{k}" for k in src]
+    np.testing.assert_allclose(r.category_scores, src / 10, rtol=1e-6)
+
+
+def test_selection_resize_and_visible_keep_names(named):
+    pick = named[[5, 0, 3]]
+    assert pick.categories == ["c5", "c0", "c3"]
+    _follow(pick)
+    _follow(named[named.areas > np.median(named.areas)])
+    small = named.resized(200, 300)
+    assert small.image_hw == (200, 300)
+    _follow(small)
+    nested = refine(named, RefineOptions(nested=True, min_area_frac=0.001))
+    assert nested.nested
+    _follow(nested.visible())
+    assert "categories=" in repr(pick)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_refine_and_marking_keep_names_with_their_regions(image, named, nested):
+    r = refine(named, RefineOptions(nested=nested, min_area_frac=0.001))
+    assert 2 <= len(r) < len(named)  # de-overlap / nesting dropped and reordered regions
+    _follow(r)
+    result = mark_regions(image, named, refine_options=RefineOptions(nested=nested, min_area_frac=0.001))
+    _follow(result.regions)
+    assert result.regions.labels == [str(k) for k in range(1, len(result.regions) + 1)]
+
+
+def test_marks_json_round_trip_and_old_files(image, named):
+    result = mark_regions(image, named, refine_options=RefineOptions(nested=True, min_area_frac=0.001))
+    doc = json.loads(json.dumps(regions_to_dict(result.regions)))
+    assert doc["version"] == 2
+    assert [m["category"] for m in doc["marks"]] == result.regions.categories
+    back = regions_from_dict(doc)
+    assert back.categories == result.regions.categories
+    np.testing.assert_allclose(back.category_scores, result.regions.category_scores, atol=1e-4)
+    assert back.parent.tolist() == result.regions.parent.tolist()
+
+    # a file written before class names (no keys) and one of a segmenter without classes (nulls)
+    for m in doc["marks"]:
+        del m["category"], m["category_score"]
+    assert regions_from_dict(doc).categories is None
+    plain = regions_to_dict(result.regions.replace(categories=None, category_scores=None))
+    assert all(m["category"] is None and m["category_score"] is None for m in plain["marks"])
+    old = regions_from_dict(plain)
+    assert old.categories is None and old.category_scores is None
+
+    # a mark without a name among named ones (a click in the toolbox): null in JSON, "" in Python
+    mixed = result.regions.replace(categories=["", *result.regions.categories[1:]],
+                                   category_scores=np.r_[np.nan, result.regions.category_scores[1:]])
+    doc = regions_to_dict(mixed)
+    assert doc["marks"][0]["category"] is None and doc["marks"][0]["category_score"] is None
+    back = regions_from_dict(doc)
+    assert back.categories == mixed.categories and np.isnan(back.category_scores[0])
+
+
+def test_wrong_lengths_say_what_is_wrong(named):
+    with pytest.raises(ValueError, match="categories has 2 entries for"):
+        named.replace(categories=["a", "b"])
+    with pytest.raises(ValueError, match="category_scores has 1 entries"):
+        named.replace(category_scores=np.ones(1))
+
+
+def test_to_detections_carries_class_names(named):
+    pytest.importorskip("supervision")
+    det = named[[0, 1, 2]].replace(categories=["cup", "cup", "saucer"]).to_detections()
+    assert det.data["class_name"].tolist() == ["cup", "cup", "saucer"]
+    assert det.class_id.tolist() == [0, 0, 1]

@@ -115,3 +115,50 @@ def test_to_detections_carries_class_names(named):
     det = named[[0, 1, 2]].replace(categories=["cup", "cup", "saucer"]).to_detections()
     assert det.data["class_name"].tolist() == ["cup", "cup", "saucer"]
     assert det.class_id.tolist() == [0, 0, 1]
+
+
+CLASS_NAMES = ["cup", "coffee", "saucer", "spoon", "table", "dining table with a very long name indeed"]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_drawing_names_beside_the_numbers(image, named, artifacts):
+    from PIL import Image
+
+    from som.draw import MarkStyle
+    from som.layout import font_size_px, label_box_size, mark_text
+
+    nested = refine(named, RefineOptions(nested=True, min_area_frac=0.001))
+    cats = [CLASS_NAMES[k % len(CLASS_NAMES)] for k in range(len(nested))]
+    cats[-1] = ""  # one unnamed region: its mark is the number alone
+    regions = nested.replace(categories=cats)
+    plain = mark_regions(image, regions, refine_options=None)
+    shown = mark_regions(image, regions, style=MarkStyle(names=True), refine_options=None)
+    Image.fromarray(shown.image).save(artifacts / "names_coffee.png")
+    r = shown.regions
+    assert r.labels == plain.regions.labels and r.categories == cats
+    h, w = r.image_hw
+    boxes = r.label_xyxy.astype(int)
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+        text = mark_text(r.labels[k], cats[k])
+        assert (x2 - x1, y2 - y1) == label_box_size(text, font_size_px(h, w))  # sized for its text
+        for j in range(k):
+            assert not _overlap(boxes[k], boxes[j]), (k, j)
+    widths = boxes[:, 2] - boxes[:, 0]
+    plain_widths = plain.regions.label_xyxy[:, 2] - plain.regions.label_xyxy[:, 0]
+    assert (widths[:-1] > plain_widths[:-1]).all() and widths[-1] == plain_widths[-1]
+    assert mark_text("3", CLASS_NAMES[-1]).endswith("…") and len(mark_text("3", CLASS_NAMES[-1])) == 3 + 24
+    # the label boxes are drawn: filled with the region's colour, text inside
+    from som.draw import color_for
+
+    x1, y1, x2, y2 = boxes[0]
+    patch = shown.image[y1:y2, x1:x2].reshape(-1, 3)
+    assert (patch == color_for(r.labels[0])).all(axis=1).mean() > 0.5
+    assert not (patch == color_for(r.labels[0])).all(axis=1).all()
+    # no categories: names=True draws the same picture as before
+    unnamed = nested.replace(categories=None, category_scores=None)
+    assert np.array_equal(mark_regions(image, unnamed, style=MarkStyle(names=True), refine_options=None).image,
+                          mark_regions(image, unnamed, refine_options=None).image)

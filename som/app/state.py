@@ -48,7 +48,7 @@ from som.regions import Regions
 
 MAX_SIDE_PX = 2048  # larger uploads are worked on (and downloaded) at this size
 MIN_SIDE_PX = 16
-MARK_TYPES = ("Mark", "Mask", "Box", "Contour")
+MARK_TYPES = ("Mark", "Mask", "Box", "Contour", "Names")  # Names: class names beside the labels, where known
 LABEL_MODES = {"Number": "number", "Alphabet": "alphabet"}
 STROKE_POINTS = 8  # prompts sampled along a painted stroke
 
@@ -76,7 +76,7 @@ def make_style(marks: list[str] | tuple[str, ...], label_mode: str = "Number", a
     unknown = chosen - {m.lower() for m in MARK_TYPES}
     if unknown:
         raise UserError(f"unknown mark type(s) {sorted(unknown)}; choose from {', '.join(MARK_TYPES)}")
-    if not chosen:
+    if not chosen - {"names"}:
         raise UserError("choose at least one mark type (Mark, Mask, Box or Contour)")
     mode = LABEL_MODES.get(str(label_mode).capitalize(), str(label_mode).lower())
     if mode not in LABEL_MODES.values():
@@ -86,7 +86,7 @@ def make_style(marks: list[str] | tuple[str, ...], label_mode: str = "Number", a
         raise UserError(f"alpha must be between 0 and 1, got {alpha}")
     return MarkStyle(
         mark="mark" in chosen, mask="mask" in chosen, box="box" in chosen, contour="contour" in chosen,
-        alpha=alpha, label_mode=mode,
+        alpha=alpha, label_mode=mode, names="names" in chosen,
     )
 
 
@@ -141,7 +141,7 @@ def polyline_mask(points_xy: np.ndarray, height: int, width: int, thickness: int
 
 @dataclass
 class Gesture:
-    """What made a region: 'auto', or the prompts of 'point' / 'box' / 'stroke'."""
+    """What made a region: 'auto', the prompts of 'point' / 'box' / 'stroke', or a 'text' prompt."""
 
     kind: str
     points_xy: list[list[float]] = field(default_factory=list)
@@ -149,6 +149,7 @@ class Gesture:
     box_xyxy: list[float] | None = None
     choice: int | None = None  # which of the segmenter's mask choices (0 = smallest), if it has them
     n_choices: int | None = None
+    text: str | None = None  # the words of a text prompt
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -159,12 +160,13 @@ class Rendered:
     """What the page shows after an action."""
 
     canvas_path: str | None  # marked image with gesture hints (points, box corner)
-    rows: list[list]  # mark table
+    rows: list[list]  # mark table, columns `headers`
     status: str
     marked_png: str | None
     marks_json: str | None
     clean_png: str | None
     warning: str | None = None
+    headers: list[str] = field(default_factory=lambda: list(TABLE_HEADERS))
 
 
 @dataclass
@@ -179,6 +181,7 @@ class ChoiceLadder:
 
 
 TABLE_HEADERS = ["label", "part of", "area", "x1", "y1", "x2", "y2", "score", "made by"]
+CLASS_HEADER = "class"  # one more column, last (clients read columns by position), when some mark has a class
 
 
 @dataclass
@@ -190,6 +193,8 @@ class ToolboxSession:
     label_map: np.ndarray | None = None  # (H, W) int32 visible parts: 0 = background, k = region k
     parents: list[int] = field(default_factory=list)  # region k's parent label, 0 for a root
     scores: list[float] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)  # region k's class name, "" when none
+    category_scores: list[float] = field(default_factory=list)  # its confidence, NaN when none
     gestures: list[Gesture] = field(default_factory=list)
     segmenters_used: list[str] = field(default_factory=list)
     auto_settings: dict | None = None
@@ -247,6 +252,7 @@ class ToolboxSession:
         h, w = self.require_image().shape[:2]
         self.label_map = np.zeros((h, w), np.int32)
         self.scores, self.gestures, self.segmenters_used, self.parents = [], [], [], []
+        self.categories, self.category_scores = [], []
         self.auto_settings, self.box_corner = None, None
         self.version += 1
 
@@ -262,6 +268,8 @@ class ToolboxSession:
         self.parents = [parent if p == k else p for p in self.parents]
         self.gestures.pop()
         self.scores.pop()
+        self.categories.pop()
+        self.category_scores.pop()
         self.segmenters_used.pop()
         self.version += 1
         return True
@@ -283,7 +291,12 @@ class ToolboxSession:
         """The current regions in label order (visible parts disjoint, parents set)."""
         self.require_image()
         parent = np.array([p - 1 for p in self.parents], np.int32)
-        return Regions.from_visible_map(self.label_map, parent, scores=np.asarray(self.scores, np.float32))
+        named = any(self.categories)
+        return Regions.from_visible_map(
+            self.label_map, parent, scores=np.asarray(self.scores, np.float32),
+            categories=list(self.categories) if named else None,
+            category_scores=np.asarray(self.category_scores, np.float32) if named else None,
+        )
 
     def set_automatic(self, regions: Regions, settings: dict) -> None:
         """Replace all regions with an automatic result (flat or nested, in label order)."""
@@ -294,6 +307,10 @@ class ToolboxSession:
         self.parents = [int(p) + 1 for p in regions.parent]
         n = len(regions)
         self.scores = [1.0] * n if regions.scores is None else [float(s) for s in regions.scores]
+        self.categories = [""] * n if regions.categories is None else list(regions.categories)
+        self.category_scores = (
+            [float("nan")] * n if regions.category_scores is None else [float(s) for s in regions.category_scores]
+        )
         self.gestures = [Gesture("auto") for _ in range(n)]
         self.segmenters_used = [settings.get("segmenter") or "?"] * n
         self.auto_settings = settings
@@ -390,14 +407,15 @@ class ToolboxSession:
             end = "largest" if step > 0 else "smallest"
             raise NothingAdded(f"region {ladder.label} already shows the {end} of its {n} mask choices")
         snapshot = (self.label_map.copy(), list(self.parents), list(self.gestures), list(self.scores),
-                    list(self.segmenters_used))
+                    list(self.segmenters_used), list(self.categories), list(self.category_scores))
         gesture, segmenter_name = self.gestures[-1], self.segmenters_used[-1]
         self.undo()
         try:
             line = self._add_mask(ladder.choices.mask(new), self._choice_score(ladder.choices, new),
                                   dataclasses.replace(gesture, choice=new), segmenter_name, min_area_px)
         except NothingAdded as e:
-            self.label_map, self.parents, self.gestures, self.scores, self.segmenters_used = snapshot
+            (self.label_map, self.parents, self.gestures, self.scores, self.segmenters_used, self.categories,
+             self.category_scores) = snapshot
             self.version += 1
             self._ladder = dataclasses.replace(ladder, version=self.version)
             raise NothingAdded(f"mask {new + 1} of {n} cannot replace region {ladder.label}: {e}") from None
@@ -405,7 +423,7 @@ class ToolboxSession:
         return line.replace("added region", "replaced region", 1) + self._choice_note(new, n)
 
     def _add_mask(self, mask: np.ndarray, score: float, gesture: Gesture, segmenter_name: str,
-                  min_area_px: int) -> str:
+                  min_area_px: int, category: str = "", category_score: float = float("nan")) -> str:
         """Add a segmented (H, W) mask as the next region by the editing rules; a status line."""
         whole = self._whole_for(mask, gesture)
         mask = self._free_part(mask, min_area_px, within=whole)
@@ -427,6 +445,8 @@ class ToolboxSession:
         self.parents.append(whole)
         self.gestures.append(gesture)
         self.scores.append(score)
+        self.categories.append(category)
+        self.category_scores.append(category_score)
         self.segmenters_used.append(segmenter_name)
         self.version += 1
         part = f" as a part of region {whole}" if whole else ""
@@ -458,6 +478,29 @@ class ToolboxSession:
             if lab == 1:
                 return int(self.label_map[int(y), int(x)])
         return 0
+
+    def add_text(self, segmenter, text: str, min_area_px: int = 1) -> str:
+        """A text prompt ("the red mug") -> one new region: what the segmenter's `segment_text`
+        finds (several masks become one region), by the same rules as a gesture."""
+        self.require_image()
+        self.box_corner = None
+        text = " ".join(str(text or "").split())
+        if not text:
+            raise UserError("type what to find, e.g. 'the red mug'")
+        if not hasattr(segmenter, "segment_text"):
+            raise UserError(
+                f"segmenter {segmenter.name!r} takes no text prompts; choose one that does (seem)"
+            )
+        found = segmenter.segment_text(self.source, text)
+        if len(found) == 0 or not found.areas.any():
+            raise NothingAdded(f"nothing added: {segmenter.name} found nothing for {text!r}")
+        mask = found.full_masks().any(axis=0)
+        best = int(np.argmax(found.scores)) if found.scores is not None else 0
+        score = 1.0 if found.scores is None else float(found.scores[best])
+        category = found.categories[best] if found.categories is not None else ""
+        category_score = float("nan") if found.category_scores is None else float(found.category_scores[best])
+        return self._add_mask(mask, score, Gesture("text", text=text), segmenter.name, min_area_px, category,
+                              category_score)
 
     def add_point(self, segmenter, x: float, y: float, min_area_px: int = 1) -> str:
         x, y = self._check_xy(x, y)
@@ -514,6 +557,8 @@ class ToolboxSession:
         last = self.gestures[-1]
         if last.kind == "auto":
             raise UserError(f"region {k} came from automatic mode; refine works on regions you added by hand")
+        if last.kind == "text":
+            raise UserError(f"region {k} came from a text prompt; refine works on regions you added by clicks")
         trial = Gesture(last.kind, [*last.points_xy, [x, y]], [*last.point_labels, int(bool(positive))], last.box_xyxy)
         mask, score = self._segment(segmenter, trial)
         mask = self._free_part(mask, min_area_px, own_label=k, within=self.parents[-1])
@@ -528,14 +573,15 @@ class ToolboxSession:
         return f"region {k}: {sign} point at ({x:.0f}, {y:.0f}), now {area} px"
 
     def run_automatic(self, segmenter, granularity_level, style: MarkStyle, refine_options: RefineOptions,
-                      progress=None) -> str:
-        """Segment everything (replaces all regions); returns a status line."""
+                      progress=None, classes: str | list[str] | None = None) -> str:
+        """Segment everything (replaces all regions); returns a status line. classes: an open
+        vocabulary for a segmenter that names classes (som.mark's `classes`)."""
         from som.pipeline import mark
 
         source = self.require_image()
         t = time.perf_counter()
         result = mark(source, segmenter=segmenter, granularity_level=granularity_level, style=style,
-                      refine_options=refine_options, max_side_px=MAX_SIDE_PX, progress=progress)
+                      refine_options=refine_options, max_side_px=MAX_SIDE_PX, progress=progress, classes=classes)
         self.set_automatic(result.regions, result.settings)
         secs = time.perf_counter() - t
         return f"automatic: {len(result.regions)} marks with {segmenter.name} in {secs:.1f} s"
@@ -579,8 +625,12 @@ class ToolboxSession:
             [lab, labels[p] if p >= 0 else "", int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
             for lab, p, a, box, s, g in zip(labels, regions.parent, regions.areas, regions.xyxy, self.scores, self.gestures)
         ]
+        headers = list(TABLE_HEADERS)
+        if any(self.categories):  # the class column only when some mark has a class, and last
+            headers.append(CLASS_HEADER)
+            rows = [[*row, cat] for row, cat in zip(rows, self.categories)]
         files = self.write_downloads() if downloads else (None, None, None)
-        return Rendered(str(canvas_path), rows, status, *files, warning)
+        return Rendered(str(canvas_path), rows, status, *files, warning, headers)
 
     def write_downloads(self) -> tuple[str, str, str]:
         """Write the last drawing as the marked PNG and the marks JSON -> (png, json, clean image) paths."""

@@ -162,3 +162,28 @@ def test_drawing_names_beside_the_numbers(image, named, artifacts):
     unnamed = nested.replace(categories=None, category_scores=None)
     assert np.array_equal(mark_regions(image, unnamed, style=MarkStyle(names=True), refine_options=None).image,
                           mark_regions(image, unnamed, refine_options=None).image)
+
+
+def test_dataset_records_and_marks_carry_a_segmenters_class_names(tmp_path):
+    """The dataset's segmenter path keeps class names from segmentation to the marks JSON and the
+    listing answer (superpixel regions of a real photo, named here as seem would name them)."""
+    from PIL import Image
+
+    from som.dataset.core import BuildConfig, ImageJob, finish_job, segment_job
+    from som.segmenters.superpixel import SuperpixelSegmenter
+
+    path = tmp_path / "coffee.png"
+    Image.open(COFFEE).save(path)
+    cfg = BuildConfig(segmenter="superpixel", granularity="3", tasks=("listing",))
+    job = ImageJob(0, "coffee", str(path))
+    segmented = segment_job(job, cfg, SuperpixelSegmenter())
+    assert segmented["categories"] == ""  # superpixel names nothing
+    n = len(np.frombuffer(segmented["scores"], np.float32))
+    names = ["cup", *[""] * (n - 1)]
+    segmented["categories"] = json.dumps(names)
+    out = finish_job(job, cfg, segmented)
+    marks = json.loads(out["marks"])["marks"]
+    assert [m["category"] for m in marks].count("cup") == 1 and sum(m["category"] is None for m in marks) == n - 1
+    listing = json.loads(out["part"])["records"][0]["conversations"][1]["value"].splitlines()
+    cup = next(m["label"] for m in marks if m["category"] == "cup")
+    assert f"[{cup}] cup" in listing and sum(" a region at the " in line for line in listing) == n - 1

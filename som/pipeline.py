@@ -58,7 +58,15 @@ def _finish(
     source: np.ndarray, regions: Regions, style: MarkStyle, settings: dict, timings: dict[str, float]
 ) -> MarkResult:
     t = time.perf_counter()
-    regions = place_labels(regions, mode=style.label_mode, names=style.names)
+    try:
+        regions = place_labels(regions, mode=style.label_mode, names=style.names)
+    except ValueError:
+        if not (style.names and regions.categories is not None):
+            raise
+        # the names leave no room (a small image, many marks): numbers only, and say so
+        regions = place_labels(regions, mode=style.label_mode)
+        style = dataclasses.replace(style, names=False)
+        settings = {**settings, "names_dropped": "no room for class names beside the labels; numbers only"}
     timings["layout"] = time.perf_counter() - t
     t = time.perf_counter()
     marked = draw_marks(source, regions, style)

@@ -187,3 +187,15 @@ def test_dataset_records_and_marks_carry_a_segmenters_class_names(tmp_path):
     listing = json.loads(out["part"])["records"][0]["conversations"][1]["value"].splitlines()
     cup = next(m["label"] for m in marks if m["category"] == "cup")
     assert f"[{cup}] cup" in listing and sum(" a region at the " in line for line in listing) == n - 1
+
+
+def test_names_that_leave_no_room_fall_back_to_numbers(image, named):
+    from som.draw import MarkStyle
+
+    small = refine(named, RefineOptions(min_area_frac=0.001)).resized(60, 90)
+    small = small.replace(categories=["a rather long class name"] * len(small))
+    tiny = np.ascontiguousarray(image[::400 // 60, ::600 // 90][:60, :90])
+    result = mark_regions(tiny, small, style=MarkStyle(names=True), refine_options=None)
+    assert not result.style.names and "names_dropped" in result.settings
+    plain = mark_regions(tiny, small, refine_options=None)
+    assert np.array_equal(result.image, plain.image)

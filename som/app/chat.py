@@ -228,6 +228,18 @@ def example_images() -> list[str]:
 
 
 # ---------------------------------------------------------------- one user's chat, no Gradio
+def _append_names(kept, new) -> dict:
+    """categories / category_scores of `kept` followed by those of `new`'s first region (a click);
+    None when neither has names, "" / NaN for the side without."""
+    if kept.categories is None and new.categories is None:
+        return {"categories": None, "category_scores": None}
+    old_names = kept.categories if kept.categories is not None else [""] * len(kept)
+    old_scores = kept.category_scores if kept.category_scores is not None else np.full(len(kept), np.nan)
+    name = new.categories[0] if new.categories is not None and len(new) else ""
+    score = new.category_scores[0] if new.category_scores is not None and len(new) else np.nan
+    return {"categories": [*old_names, name], "category_scores": [*old_scores, score]}
+
+
 @dataclass
 class ChatSession:
     """One user's image, marks and conversation.
@@ -346,9 +358,8 @@ class ChatSession:
         marked = Regions(
             [*kept.crops, new_crop], np.concatenate([kept.boxes_px, new_box[None]]), (h, w),
             parent=np.concatenate([kept.parent, [-1]]),
-            # a clicked mark has no class name: "" beside the named ones
-            categories=None if kept.categories is None else [*kept.categories, ""],
-            category_scores=None if kept.category_scores is None else [*kept.category_scores, np.nan],
+            # the clicked mark's class name, if the segmenter gave one ("" beside named marks if not)
+            **_append_names(kept, new),
         )
         with segmenters.lock:
             result = mark_regions(self.source, marked, style=marks.style, refine_options=None)

@@ -338,10 +338,21 @@ class ToolboxSession:
         box = np.asarray(gesture.box_xyxy, np.float32) if gesture.box_xyxy is not None else None
         return {"points_xy": pts, "point_labels": lbl, "box_xyxy": box}
 
-    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def _about(regions: Regions, k: int) -> dict:
+        """Score and class name of region k of a segmenter's answer, as `_add_mask` takes them."""
+        return {
+            "score": 1.0 if regions.scores is None else float(regions.scores[k]),
+            "category": "" if regions.categories is None else regions.categories[k],
+            "category_score": float("nan") if regions.category_scores is None else float(regions.category_scores[k]),
+        }
+
+    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, dict]:
+        """(H, W) mask of a gesture and what `_about` says of it."""
         out = segmenter.segment_prompts(self.source, **self._prompts(gesture))
-        score = 1.0 if out.scores is None else float(out.scores[0])
-        return out.mask(0) if len(out) else np.zeros(self.source.shape[:2], bool), score
+        if not len(out):
+            return np.zeros(self.source.shape[:2], bool), {"score": 1.0}
+        return out.mask(0), self._about(out, 0)
 
     def _choices(self, segmenter, gesture: Gesture) -> Regions | None:
         """The segmenter's mask choices for a click or box, small to large (None: it has none)."""
@@ -369,18 +380,13 @@ class ToolboxSession:
         self.box_corner = None
         choices = self._choices(segmenter, gesture)
         if choices is None:
-            mask, score = self._segment(segmenter, gesture)
-            return self._add_mask(mask, score, gesture, segmenter.name, min_area_px)
+            mask, about = self._segment(segmenter, gesture)
+            return self._add_mask(mask, gesture, segmenter.name, min_area_px, **about)
         index = middle_choice(len(choices))
         gesture = dataclasses.replace(gesture, choice=index, n_choices=len(choices))
-        line = self._add_mask(choices.mask(index), self._choice_score(choices, index), gesture, segmenter.name,
-                              min_area_px)
+        line = self._add_mask(choices.mask(index), gesture, segmenter.name, min_area_px, **self._about(choices, index))
         self._ladder = ChoiceLadder(choices, index, self.n_regions, self.version)
         return line + self._choice_note(index, len(choices))
-
-    @staticmethod
-    def _choice_score(choices: Regions, index: int) -> float:
-        return 1.0 if choices.scores is None else float(choices.scores[index])
 
     @staticmethod
     def _choice_note(index: int, n: int) -> str:
@@ -411,8 +417,8 @@ class ToolboxSession:
         gesture, segmenter_name = self.gestures[-1], self.segmenters_used[-1]
         self.undo()
         try:
-            line = self._add_mask(ladder.choices.mask(new), self._choice_score(ladder.choices, new),
-                                  dataclasses.replace(gesture, choice=new), segmenter_name, min_area_px)
+            line = self._add_mask(ladder.choices.mask(new), dataclasses.replace(gesture, choice=new), segmenter_name,
+                                  min_area_px, **self._about(ladder.choices, new))
         except NothingAdded as e:
             (self.label_map, self.parents, self.gestures, self.scores, self.segmenters_used, self.categories,
              self.category_scores) = snapshot
@@ -422,9 +428,10 @@ class ToolboxSession:
         self._ladder = ChoiceLadder(ladder.choices, new, self.n_regions, self.version)
         return line.replace("added region", "replaced region", 1) + self._choice_note(new, n)
 
-    def _add_mask(self, mask: np.ndarray, score: float, gesture: Gesture, segmenter_name: str,
-                  min_area_px: int, category: str = "", category_score: float = float("nan")) -> str:
-        """Add a segmented (H, W) mask as the next region by the editing rules; a status line."""
+    def _add_mask(self, mask: np.ndarray, gesture: Gesture, segmenter_name: str, min_area_px: int,
+                  score: float = 1.0, category: str = "", category_score: float = float("nan")) -> str:
+        """Add a segmented (H, W) mask as the next region by the editing rules; a status line.
+        score, category, category_score: what the segmenter said of it ("" / NaN: no class)."""
         whole = self._whole_for(mask, gesture)
         mask = self._free_part(mask, min_area_px, within=whole)
         area = int(mask.sum())
@@ -496,11 +503,7 @@ class ToolboxSession:
             raise NothingAdded(f"nothing added: {segmenter.name} found nothing for {text!r}")
         mask = found.full_masks().any(axis=0)
         best = int(np.argmax(found.scores)) if found.scores is not None else 0
-        score = 1.0 if found.scores is None else float(found.scores[best])
-        category = found.categories[best] if found.categories is not None else ""
-        category_score = float("nan") if found.category_scores is None else float(found.category_scores[best])
-        return self._add_mask(mask, score, Gesture("text", text=text), segmenter.name, min_area_px, category,
-                              category_score)
+        return self._add_mask(mask, Gesture("text", text=text), segmenter.name, min_area_px, **self._about(found, best))
 
     def add_point(self, segmenter, x: float, y: float, min_area_px: int = 1) -> str:
         x, y = self._check_xy(x, y)
@@ -560,14 +563,16 @@ class ToolboxSession:
         if last.kind == "text":
             raise UserError(f"region {k} came from a text prompt; refine works on regions you added by clicks")
         trial = Gesture(last.kind, [*last.points_xy, [x, y]], [*last.point_labels, int(bool(positive))], last.box_xyxy)
-        mask, score = self._segment(segmenter, trial)
+        mask, about = self._segment(segmenter, trial)
         mask = self._free_part(mask, min_area_px, own_label=k, within=self.parents[-1])
         area = int(mask.sum())
         if area < max(1, min_area_px):
             raise NothingAdded(f"region {k} would be empty with that point ({area} px); nothing changed")
         self.label_map[self.label_map == k] = 0
         self.label_map[mask] = k
-        self.gestures[-1], self.scores[-1] = trial, score
+        self.gestures[-1], self.scores[-1] = trial, about["score"]
+        self.categories[-1] = about.get("category", "")
+        self.category_scores[-1] = about.get("category_score", float("nan"))
         self.version += 1
         sign = "+" if positive else "-"
         return f"region {k}: {sign} point at ({x:.0f}, {y:.0f}), now {area} px"

@@ -170,7 +170,7 @@ def test_named_marks_reach_the_prompt_and_the_mentions_table(llm_server, default
 
     from som.app.chat import CLASS_HEADER, MENTION_HEADERS
 
-    session = marked_session(segmenters)
+    session = marked_session(segmenters, level=3)
     n = len(session.marks.regions)
     names = ["cat"] + [""] * (n - 2) + ["cushion"]
     session.marks = dataclasses.replace(session.marks, regions=session.marks.regions.replace(categories=names))
@@ -181,3 +181,7 @@ def test_named_marks_reach_the_prompt_and_the_mentions_table(llm_server, default
         [[lab, int(a), *[int(v) for v in b]] for lab, a, b in
          zip(["1", "2"], session.marks.regions.areas[:2], session.marks.regions.xyxy[:2])], ["cat", ""])]
     assert list(session.mention_table().columns) == [*MENTION_HEADERS, CLASS_HEADER]
+    # a click adds a mark the segmenter (superpixel) does not name: "" beside the named ones
+    session.add_region(segmenters, "superpixel", 120, 150)
+    cats = session.marks.regions.categories
+    assert len(cats) == len(session.marks.regions) and cats[-1] == "" and "cat" in cats

@@ -42,17 +42,13 @@ def distinct_choices(regions: Regions, dup_iou: float = CHOICE_DUP_IOU) -> Regio
 
     areas, boxes = regions.areas, regions.boxes_px
     scores = regions.scores if regions.scores is not None else np.zeros(len(regions), np.float32)
+    def alike(k: int, j: int) -> bool:
+        inter = intersection_px(regions.crops[k], boxes[k], regions.crops[j], boxes[j])
+        return inter >= dup_iou * (areas[k] + areas[j] - inter)
+
     kept: list[int] = []
     for k in np.lexsort((areas, -scores)):  # best score first, then the smaller
-        if areas[k] == 0:
-            continue
-        dup = False
-        for j in kept:
-            inter = intersection_px(regions.crops[k], boxes[k], regions.crops[j], boxes[j])
-            if inter >= dup_iou * (areas[k] + areas[j] - inter):
-                dup = True
-                break
-        if not dup:
+        if areas[k] > 0 and not any(alike(k, j) for j in kept):
             kept.append(int(k))
     order = sorted(kept, key=lambda k: (int(areas[k]), k))
     return regions[np.asarray(order, np.int64)]

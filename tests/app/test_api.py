@@ -17,7 +17,7 @@ COFFEE = REPO / "assets" / "coffee.jpg"
 CHELSEA = REPO / "assets" / "chelsea.jpg"
 SP = {"segmenter": "superpixel"}
 ENDPOINTS = {"/load_image", "/segment_auto", "/add_point", "/refine_last", "/add_box", "/add_stroke", "/undo",
-             "/clear", "/restyle", "/segmenter_info", "/larger", "/smaller"}
+             "/clear", "/restyle", "/segmenter_info", "/larger", "/smaller", "/add_text"}
 
 
 def _upload(path):

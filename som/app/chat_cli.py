@@ -14,10 +14,9 @@ from typing import Any
 
 
 def add_chat_options(p: argparse.ArgumentParser) -> None:
-    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
-
     from som.app.cli import add_server_options
     from som.cli import add_segmenter_option_flag
+    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
 
     add_server_options(p, 7861)
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")

@@ -40,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from som.app.serving import limits_from_args
     from som.app.toolbox import launch
-
     from som.segmenters import add_configured_options
 
     try:

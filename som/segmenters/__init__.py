@@ -162,12 +162,12 @@ def build_segmenter(
 
 __all__ = [
     "DEFAULT_LEVEL",
-    "GRANULARITY_HELP",
     "DEFAULT_SEGMENTER",
+    "GRANULARITY_HELP",
     "GRANULARITY_LEVELS",
-    "Granularity",
     "OPTIONS_ENV",
     "SPECS",
+    "Granularity",
     "Segmenter",
     "SegmenterSpec",
     "add_configured_options",

@@ -27,7 +27,7 @@ SMALL = {
 }
 # random weights give flat class probabilities and overlapping masks: thresholds low enough
 # that the panoptic path keeps segments (the defaults are the reference's 0.8 / 0.8)
-LOW = {"object_threshold": 0.2, "overlap_threshold": 0.02}
+LOW = {"object_mask_threshold": 0.2, "overlap_threshold": 0.02}
 
 
 @pytest.fixture(autouse=True)
@@ -217,3 +217,53 @@ def test_bf16_autocast_runs_every_path_and_keeps_the_masks(seg, small_ckpt):
     ):
         assert iou(call(half).mask(0), call(seg).mask(0)) > 0.9
     assert len(half.segment_everything(image, 2, classes=["mug", "table"])) >= 1
+
+
+# ---- through the product paths: som.mark, the marks file, the toolbox ----------------------
+
+
+def test_mark_with_classes_names_the_marks_in_the_json(seg, tmp_path):
+    from som.draw import MarkStyle
+    from som.marksfile import regions_to_dict, write_marks
+    from som.pipeline import mark
+
+    result = mark("assets/coffee.jpg", segmenter=seg, granularity_level=2, classes="mug, table, window",
+                  style=MarkStyle(names=True))
+    regions = result.regions
+    assert len(regions) >= 1 and set(regions.categories) <= {"mug", "table", "window"}
+    assert result.settings["classes"] == ["mug", "table", "window"]
+    doc = regions_to_dict(regions, result.settings)
+    assert [m["category"] for m in doc["marks"]] == regions.categories
+    assert all(0 < m["category_score"] <= 1 for m in doc["marks"])
+    path = write_marks(tmp_path / "coffee.marks.json", regions, result.settings)
+    from som.marksfile import read_marks
+
+    assert read_marks(path).categories == regions.categories
+    assert not np.array_equal(result.image, result.source)  # marks were drawn
+
+
+def test_toolbox_text_prompt_and_click_add_named_regions(seg):
+    from som.app.state import ToolboxSession
+
+    session = ToolboxSession()
+    session.load("assets/coffee.jpg", name="coffee.jpg")
+    try:
+        session.add_text(seg, "the coffee cup")
+        session.add_point(seg, 300.0, 200.0)
+        regions = session.regions()
+        assert len(regions) == 2
+        assert regions.categories[0] == "the coffee cup"
+        from som.segmenters.seem.classes import COCO_PANOPTIC_CLASSES, display_name
+
+        assert regions.categories[1] in {display_name(c) for c in COCO_PANOPTIC_CLASSES}
+        assert np.isfinite(regions.category_scores).all()
+    finally:
+        session.close()
+
+
+def test_segmenter_options_reach_the_builder_and_unknown_ones_are_refused(small_ckpt, monkeypatch):
+    monkeypatch.setenv("SOM_SEGMENTER_OPTIONS", "seem.object_mask_threshold=0.35 seem.overlap_threshold=0.1")
+    built = build_segmenter("seem", device="cpu", checkpoint=small_ckpt, config=SMALL)
+    assert (built.panoptic.object_threshold, built.panoptic.overlap_threshold) == (0.35, 0.1)
+    with pytest.raises(ValueError, match="object_mask_threshold"):
+        build_segmenter("seem", device="cpu", checkpoint=small_ckpt, config=SMALL, object_threshold=0.1)

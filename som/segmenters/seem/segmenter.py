@@ -40,18 +40,6 @@ INPUT_SHORT_SIDE = 640  # SoM resizes the short side to 640 before SEEM
 PARTS_OBJECT_THRESHOLD = 0.5
 
 
-def with_categories(regions: Regions, names: list[str], scores: np.ndarray) -> Regions:
-    """Set Regions.categories / category_scores (one per region). Until those fields exist on
-    Regions they are set as plain attributes, so callers can already read them."""
-    fields = {f.name for f in dataclasses.fields(Regions)}
-    scores = np.asarray(scores, np.float32).reshape(len(regions))
-    if "categories" in fields and "category_scores" in fields:
-        return dataclasses.replace(regions, categories=list(names), category_scores=scores)
-    regions.categories = list(names)
-    regions.category_scores = scores
-    return regions
-
-
 @dataclass(frozen=True)
 class Features:
     """Pixel-decoder output for one image at the model's input size."""
@@ -212,7 +200,7 @@ class SeemSegmenter:
             labels, scores = [labels[k] for k in keep], scores[keep]
         if progress:
             progress(1.0, f"SEEM: {len(regions)} segments")
-        return with_categories(regions, labels, scores)
+        return regions.replace(categories=labels, category_scores=scores)
 
     @torch.no_grad()
     def segment_text(self, image: np.ndarray, text: str) -> Regions:
@@ -230,7 +218,7 @@ class SeemSegmenter:
         best, prob = grounding_match(out["pred_gtexts"][0], sentence[0], lang.logit_scale)
         logits = upsample_logits(out["pred_gmasks"][0, best : best + 1], feats.padded_hw, feats.input_hw, feats.original_hw)
         regions = Regions.from_masks((logits > 0).cpu().numpy(), scores=np.array([prob], np.float32))
-        return with_categories(regions, [text.strip()], np.array([prob], np.float32))
+        return regions.replace(categories=[text.strip()], category_scores=np.array([prob], np.float32))
 
     @torch.no_grad()
     def segment_prompts(
@@ -268,7 +256,7 @@ class SeemSegmenter:
         logits = upsample_logits(logits[:1], feats.padded_hw, feats.input_hw, feats.original_hw, mode="bicubic")
         regions = Regions.from_masks((logits > 0).cpu().numpy(), scores=np.ones(1, np.float32))
         names, probs = self.classify(out["pred_stexts"][0, best[:1]])
-        return with_categories(regions, names, probs)
+        return regions.replace(categories=names, category_scores=probs)
 
     @torch.no_grad()
     def classify(self, captions: torch.Tensor) -> tuple[list[str], np.ndarray]:

@@ -2,6 +2,8 @@
 on real photos with a small seeded-random model (the real checkpoint cannot be had here;
 equality with the reference is tests/segmenters/test_seem_parity.py)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,7 @@ SMALL = {
     },
     "ATTENTION_ARCH": {"SPATIAL_MEMORIES": 4},
 }
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # random weights give flat class probabilities and overlapping masks: thresholds low enough
 # that the panoptic path keeps segments (the defaults are the reference's 0.8 / 0.8)
 LOW = {"object_mask_threshold": 0.2, "overlap_threshold": 0.02}
@@ -37,7 +40,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def photo(name="coffee.jpg"):
-    return np.asarray(Image.open(f"assets/{name}").convert("RGB"))
+    return np.asarray(Image.open(ASSETS / name).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +230,7 @@ def test_mark_with_classes_names_the_marks_in_the_json(seg, tmp_path):
     from som.marksfile import regions_to_dict, write_marks
     from som.pipeline import mark
 
-    result = mark("assets/coffee.jpg", segmenter=seg, granularity_level=2, classes="mug, table, window",
+    result = mark(ASSETS / "coffee.jpg", segmenter=seg, granularity_level=2, classes="mug, table, window",
                   style=MarkStyle(names=True))
     regions = result.regions
     assert len(regions) >= 1 and set(regions.categories) <= {"mug", "table", "window"}
@@ -246,7 +249,7 @@ def test_toolbox_text_prompt_and_click_add_named_regions(seg):
     from som.app.state import ToolboxSession
 
     session = ToolboxSession()
-    session.load("assets/coffee.jpg", name="coffee.jpg")
+    session.load(str(ASSETS / "coffee.jpg"), name="coffee.jpg")
     try:
         session.add_text(seg, "the coffee cup")
         session.add_point(seg, 300.0, 200.0)

@@ -125,7 +125,11 @@ def test_model_keys_are_the_reference_layout():
 
 def test_open_vocabulary_panoptic_marks_carry_the_given_classes(seg):
     image = photo()
-    regions = seg.segment_everything(image, 2, classes=["mug", "table", "window"])
+    steps = []
+    regions = seg.segment_everything(image, 2, classes=["mug", "table", "window"], progress=lambda f, what: steps.append((f, what)))
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("sentences" in what for _, what in steps)  # class names encoded: said how far
     assert len(regions) >= 1 and regions.image_hw == image.shape[:2]
     assert set(regions.categories) <= {"mug", "table", "window"}
     assert len(regions.category_scores) == len(regions) and ((regions.category_scores > 0.2) & (regions.category_scores <= 1)).all()

@@ -124,10 +124,11 @@ class SeemSegmenter:
             return feats
 
     @torch.no_grad()
-    def class_embeddings(self, classes: tuple[str, ...]) -> torch.Tensor:
+    def class_embeddings(self, classes: tuple[str, ...], progress: ProgressFn | None = None) -> torch.Tensor:
         """(K + 1, D) unit embeddings of the classes (template-averaged) and 'background'; cached
         per class list in memory (one segmenter holds one checkpoint) and on disk per (text
-        encoder weights, sentences) (som.segmenters.seem.text_cache)."""
+        encoder weights, sentences) (som.segmenters.seem.text_cache). progress: told how many
+        sentences are encoded when they are (minutes on a small CPU for the COCO names)."""
         with self._lock:
             hit = self._class_emb.get(classes)
             if hit is not None:
@@ -140,7 +141,11 @@ class SeemSegmenter:
                 path = text_cache.entry_path(self._text_weights, prompts)
                 hit = text_cache.load(path)
             if hit is None:
-                hit = self.model.lang_encoder.class_embeddings(prompts, self.tokenizer).float()
+                report = None
+                if progress:
+                    def report(done: int, total: int) -> None:
+                        progress(0.5 + 0.4 * done / total, f"SEEM: class names, {done}/{total} sentences")
+                hit = self.model.lang_encoder.class_embeddings(prompts, self.tokenizer, progress=report).float()
                 if path is not None:
                     text_cache.store(path, hit)
             hit = hit.to(self.device)
@@ -172,7 +177,7 @@ class SeemSegmenter:
         if out is None:
             if progress:
                 progress(0.5, "SEEM: class names")
-            class_emb = self.class_embeddings(names)
+            class_emb = self.class_embeddings(names, progress)
             with self._lock, self._autocast():
                 out = self.model.sem_seg_head.predictor(feats.multi_scale, feats.mask_features, class_emb=class_emb)
             out = {k: out[k] for k in ("pred_logits", "pred_masks")}

@@ -101,12 +101,14 @@ class LanguageEncoder(nn.Module):
         x = self.end_states(self.lang_encoder(input_ids), input_ids) @ self.lang_proj
         return x / (x.norm(dim=-1, keepdim=True) + 1e-7)
 
-    def class_embeddings(self, prompts_per_class: list[list[str]], tokenizer, batch: int = 256) -> torch.Tensor:
+    def class_embeddings(
+        self, prompts_per_class: list[list[str]], tokenizer, batch: int = 256, progress=None
+    ) -> torch.Tensor:
         """Each class's prompts -> mean of their unit embeddings, renormalised: (K, D).
 
         With the causal text encoder, trailing padding cannot change the end token's state, so
         sentences run sorted by length in batches cut to their longest one (same result, a
-        fraction of the work of 77-token rows)."""
+        fraction of the work of 77-token rows). progress(done, total) is called after each batch."""
         device = self.lang_proj.device
         flat = [p for prompts in prompts_per_class for p in prompts]
         ids, mask = tokenizer(flat, self.context_length)
@@ -117,6 +119,8 @@ class LanguageEncoder(nn.Module):
             rows = order[start : start + batch]
             cut = torch.from_numpy(ids[rows, : int(lengths[rows].max())]).to(device)
             emb[torch.from_numpy(rows).to(device)] = self.sentence_embeddings(cut).float()
+            if progress:
+                progress(start + len(rows), len(order))
         out, start = [], 0
         for prompts in prompts_per_class:
             mean = emb[start : start + len(prompts)].mean(dim=0)

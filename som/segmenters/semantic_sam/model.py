@@ -67,7 +67,7 @@ class SemanticSam(nn.Module):
     def preprocess(self, image: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(H, W, 3) uint8 RGB -> normalised (1, 3, Hp, Wp) float, zero-padded at the bottom/right to
         a multiple of SIZE_DIVISIBILITY (after normalisation, as the reference pads), and (H, W)."""
-        x = torch.as_tensor(np.ascontiguousarray(image), device=self.pixel_mean.device).permute(2, 0, 1).float()
+        x = torch.tensor(np.asarray(image), device=self.pixel_mean.device).permute(2, 0, 1).float()  # a copy: input may be read-only
         x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[1:]
         d = self.size_divisibility
@@ -89,8 +89,11 @@ class SemanticSam(nn.Module):
         IoU (P, tokens). All P prompts are decoded together and attend to each other."""
         h, w = features.image_hw
         hp, wp = features.padded_hw
-        scale = torch.tensor([w / wp, h / hp, w / wp, h / hp], device=boxes_cxcywh.device)
-        boxes = (boxes_cxcywh.float() * scale)[None]
+        dev = boxes_cxcywh.device
+        # (boxes * size) / padded size, in this order and in float32, as the reference computes it
+        size = torch.tensor([w, h, w, h], dtype=torch.float32, device=dev)
+        padded = torch.tensor([wp, hp, wp, hp], dtype=torch.float32, device=dev)
+        boxes = (boxes_cxcywh.float() * size / padded)[None]
         if prompt_type is None:
             prompt_type = torch.zeros(boxes.shape[:2], dtype=torch.long, device=boxes.device)
         logits, iou = self.sem_seg_head.predictor(

@@ -63,7 +63,9 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.cross_attn = MSDeformAttn(dim, levels, heads, DEFORM_POINTS)
         self.norm1 = nn.LayerNorm(dim)
-        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        # sequence-first, as the reference: batch_first=True would take PyTorch's fused inference
+        # path, whose rounding differs (masks must equal the reference's bit for bit)
+        self.self_attn = nn.MultiheadAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.linear1 = nn.Linear(dim, ffn)
         self.linear2 = nn.Linear(ffn, dim)
@@ -71,8 +73,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, tgt, pos, boxes, memory, shapes_hw):
         """tgt, pos (B, Q, C); boxes (B, Q, levels, 4); memory (B, S, C) -> (B, Q, C), in float32."""
-        q = tgt + pos
-        tgt = self.norm2(tgt + self.self_attn(q, q, tgt, need_weights=False)[0])
+        q, v = (tgt + pos).transpose(0, 1), tgt.transpose(0, 1)
+        tgt = self.norm2(tgt + self.self_attn(q, q, v)[0].transpose(0, 1))
         tgt = self.norm1(tgt + self.cross_attn(tgt + pos, boxes, memory, shapes_hw))
         return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
 

@@ -41,7 +41,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} is a torch file but not a Semantic-SAM state dict (a mapping of names to tensors); {FIX_HINT}")
-    return {(k[len(KEY_PREFIX):] if k.startswith(KEY_PREFIX) else k): v for k, v in obj.items()}
+    return {k.removeprefix(KEY_PREFIX): v for k, v in obj.items()}
 
 
 def to_file_state(model_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ under three names and the unused class projections that the checkpoint carries.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -32,7 +33,7 @@ class MLP(nn.Module):
     def __init__(self, cin: int, hidden: int, cout: int, depth: int):
         super().__init__()
         dims = [cin] + [hidden] * (depth - 1) + [cout]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):

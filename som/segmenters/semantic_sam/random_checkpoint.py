@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 
 import torch
 
@@ -31,6 +32,8 @@ def random_file_state(seed: int = 0, config: dict | None = None) -> dict[str, to
 
 
 def write_random_checkpoint(path: str | os.PathLike, seed: int = 0, config: dict | None = None) -> None:
+    """Write the file (its folder is made when missing)."""
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(random_file_state(seed, config), path)
 
 

@@ -68,7 +68,7 @@ class ReferenceMasks:
     points_xy: np.ndarray
     level: np.ndarray
 
-    def take(self, idx) -> "ReferenceMasks":
+    def take(self, idx) -> ReferenceMasks:
         idx = np.asarray(idx, np.int64)
         return ReferenceMasks(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 

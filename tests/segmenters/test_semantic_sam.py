@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import imgviz
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from som.segmenters.semantic_sam.checkpoint import KEY_PREFIX, load_state, read_
 from som.segmenters.semantic_sam.config import SMALL_OVERRIDES, model_config
 from som.segmenters.semantic_sam.model import SemanticSam
 from som.segmenters.semantic_sam.random_checkpoint import random_file_state, write_random_checkpoint
+from som.segmenters.semantic_sam.segmenter import SemanticSamOptions, SemanticSamSegmenter
 from som.segmenters.semantic_sam.reference_amg import (
     SOM_ALL_LEVELS,
     ReferenceAmgOptions,
@@ -209,10 +211,11 @@ def test_granularity_picks_semantic_sam_levels(seg):
         assert set(cands.mask_index[idx].tolist()) <= set(levels)
 
 
-def test_explicit_levels_option(small_ckpt):
-    seg = build_segmenter("semantic-sam", device="cpu", checkpoint=small_ckpt, config=SMALL_OVERRIDES, levels=(1, 2, 3), **FAST)
-    assert all(seg.levels_for(level) == (1, 2, 3) for level in GRANULARITY_LEVELS)
-    assert seg.segment_everything(PHOTO, "wholes").image_hw == PHOTO.shape[:2]
+def test_explicit_levels_option(seg):
+    chosen = SemanticSamSegmenter("semantic-sam", seg.model, "cpu", SemanticSamOptions(levels=(1, 2, 3), short_side_px=128),
+                                  seg.amg)
+    assert all(chosen.levels_for(level) == (1, 2, 3) for level in GRANULARITY_LEVELS)
+    assert chosen.segment_everything(PHOTO, "wholes").image_hw == PHOTO.shape[:2]
 
 
 def test_reference_generator_grid_batches_and_order():
@@ -232,3 +235,18 @@ def test_reference_generator_grid_batches_and_order():
     # a click's masks depend on its batch (no attention mask): another batching changes the logits
     other = reference_masks(model, small, ReferenceAmgOptions(**{**opts.__dict__, "points_per_batch": 16}))
     assert not np.array_equal(np.sort(out.iou), np.sort(other.iou))
+
+
+def test_reference_mode_returns_the_reference_masks_at_image_size(seg):
+    opts = ReferenceAmgOptions(points_per_side=3, points_per_batch=4, pred_iou_thresh=-10.0, stability_score_thresh=0.0,
+                               box_nms_thresh=1.0)  # random-weight masks are blobs with the same box: no NMS
+    ref_seg = SemanticSamSegmenter("semantic-sam", seg.model, "cpu", SemanticSamOptions(mode="reference", short_side_px=96),
+                                   reference_amg=opts)
+    regions = ref_seg.segment_everything(PHOTO, "parts")  # reference mode: SoM's levels, whatever the granularity
+    expected = reference_masks(seg.model, resize_short_side(PHOTO, 96), opts)
+    order = expected.by_area()
+    assert len(regions) == len(expected.masks) > 1 and regions.image_hw == PHOTO.shape[:2]
+    assert np.array_equal(regions.scores, expected.iou[order])
+    h, w = PHOTO.shape[:2]
+    for k, i in enumerate(order):  # SoM's order (largest first), resized nearest to the photo
+        assert np.array_equal(regions.mask(k), cv2.resize(expected.masks[i].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)

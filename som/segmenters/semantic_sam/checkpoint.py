@@ -87,3 +87,19 @@ def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
     """Read an official-format file and load it strictly into `model`."""
     return load_state(model, read_checkpoint(path), str(path))
+
+
+def build_from_checkpoint(path: str | os.PathLike, config: dict | None = None) -> torch.nn.Module:
+    """A SemanticSam (SoM's configuration, or `config` overrides) holding the file's weights.
+
+    The model is built on the meta device and the file's tensors are assigned to it: no time is
+    spent initialising 225M weights that the file replaces at once."""
+    from som.segmenters.semantic_sam.config import model_config
+    from som.segmenters.semantic_sam.model import SemanticSam
+
+    state = read_checkpoint(path)
+    with torch.device("meta"):
+        model = SemanticSam(model_config(config))
+    check_keys(model.state_dict(), state, str(path))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model

@@ -57,8 +57,9 @@ class SemanticSam(nn.Module):
         strides = {name: swin["PATCH_SIZE"] * 2**i for i, name in enumerate(names)}
         self.sem_seg_head = SemanticSamHead(cfg, channels, strides)
         self.size_divisibility = cfg["MODEL"]["DECODER"]["SIZE_DIVISIBILITY"]
-        self.register_buffer("pixel_mean", torch.tensor(cfg["INPUT"]["PIXEL_MEAN"]).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(cfg["INPUT"]["PIXEL_STD"]).view(-1, 1, 1), False)
+        # not in the checkpoint: made on the CPU even when the model is built on the meta device
+        self.register_buffer("pixel_mean", torch.tensor(cfg["INPUT"]["PIXEL_MEAN"], device="cpu").view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(cfg["INPUT"]["PIXEL_STD"], device="cpu").view(-1, 1, 1), False)
 
     @property
     def num_tokens(self) -> int:

@@ -9,6 +9,7 @@ mode="reference".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -80,12 +81,16 @@ class SemanticSamSegmenter:
         options: SemanticSamOptions = SemanticSamOptions(),
         amg: FastAmgOptions = FastAmgOptions(),
         cache_size: int = 8,
+        reference_amg: ReferenceAmgOptions = ReferenceAmgOptions(),
     ):
+        """reference_amg: the generator settings of mode="reference" (SoM's); its levels are
+        replaced by `levels_for(granularity)` on each call."""
         self.name = name
         self.device = device
         self.model = model.to(device).eval().requires_grad_(False)
         self.options = options
         self.amg = amg
+        self.reference_amg = reference_amg
         self._cache: OrderedDict[str, Encoding] = OrderedDict()
         self._cache_size = cache_size
         self._candidates: OrderedDict[tuple, Candidates] = OrderedDict()
@@ -236,7 +241,7 @@ class SemanticSamSegmenter:
 
     def _reference_regions(self, enc: Encoding, levels: tuple[int, ...]) -> Regions:
         with self._lock, self._autocast():
-            out = reference_masks(self.model, enc.model_image, ReferenceAmgOptions(levels=levels))
+            out = reference_masks(self.model, enc.model_image, dataclasses.replace(self.reference_amg, levels=levels))
         order = out.by_area()
         masks = out.masks[order]
         h, w = enc.original_hw
@@ -251,8 +256,7 @@ def build_semantic_sam_segmenter(name: str, device: str, checkpoint, config: dic
     yaml's names) with `checkpoint` loaded strictly. Options: SemanticSamOptions and
     FastAmgOptions fields (e.g. levels=(1, 2, 3), mode="reference", points_per_side=24)."""
     from som.segmenters.base import resolve_device
-    from som.segmenters.semantic_sam.checkpoint import load_checkpoint
-    from som.segmenters.semantic_sam.config import model_config
+    from som.segmenters.semantic_sam.checkpoint import build_from_checkpoint
 
     mine, theirs = SemanticSamOptions.__dataclass_fields__, FastAmgOptions.__dataclass_fields__
     unknown = set(options) - set(mine) - set(theirs)
@@ -261,7 +265,7 @@ def build_semantic_sam_segmenter(name: str, device: str, checkpoint, config: dic
     if checkpoint is None:
         raise ValueError("semantic-sam needs a checkpoint: pass --checkpoint PATH or run ./download_ckpt.sh semantic-sam")
     device = resolve_device(device)
-    model = load_checkpoint(SemanticSam(model_config(config)), checkpoint)
+    model = build_from_checkpoint(checkpoint, config)
     return SemanticSamSegmenter(
         name, model, device,
         SemanticSamOptions(**{k: v for k, v in options.items() if k in mine}),

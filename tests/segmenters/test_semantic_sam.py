@@ -102,10 +102,15 @@ def test_truncated_file_is_one_clear_error(small_ckpt, tmp_path):
     cut.write_bytes(small_ckpt.read_bytes()[: small_ckpt.stat().st_size // 2])
     with pytest.raises(ValueError, match=r"cut.pth \(\d+ bytes\) is not a readable Semantic-SAM checkpoint.*download_ckpt"):
         build_segmenter("semantic-sam", device="cpu", checkpoint=cut, config=SMALL_OVERRIDES)
-    text = tmp_path / "notes.pth"
-    text.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable Semantic-SAM checkpoint"):
-        read_checkpoint(text)
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"model": {"model.x": torch.zeros(1)}, "trainer": Path("runs")}, pickled)  # an object beyond tensors
+    with pytest.raises(ValueError, match="holds Python objects besides tensors"):
+        read_checkpoint(pickled)
+    for i, junk in enumerate([b"not a checkpoint", b"hello", b"", b"PK\x03\x04 truncated zip"]):
+        path = tmp_path / f"junk{i}.pth"
+        path.write_bytes(junk)
+        with pytest.raises(ValueError, match="not a readable Semantic-SAM checkpoint"):
+            read_checkpoint(path)
 
 
 def test_strict_load_names_missing_unexpected_and_misshaped_keys(small_ckpt):

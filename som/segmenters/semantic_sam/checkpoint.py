@@ -10,8 +10,6 @@ names them, so a wrong file or a wrong configuration cannot run with half its we
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -30,9 +28,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     not a state dict)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - garbage makes the unpickler fail in many ways (KeyError, struct.error, ...)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         size = os.path.getsize(path) if os.path.exists(path) else 0
+        unsupported = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
+        if unsupported:  # a complete file, but pickled objects beyond tensors and plain containers
+            raise ValueError(
+                f"{path} holds Python objects besides tensors, which are not loaded here (loading them could run "
+                f"code from the file): {unsupported[0]}. Save only its state dict (torch.save(state_dict, path)); "
+                f"{FIX_HINT}"
+            ) from None
         raise ValueError(
             f"{path} ({size} bytes) is not a readable Semantic-SAM checkpoint: {reason}. A partial download "
             f"looks like this; {FIX_HINT}"

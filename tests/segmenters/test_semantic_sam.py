@@ -255,3 +255,15 @@ def test_reference_mode_returns_the_reference_masks_at_image_size(seg):
     h, w = PHOTO.shape[:2]
     for k, i in enumerate(order):  # SoM's order (largest first), resized nearest to the photo
         assert np.array_equal(regions.mask(k), cv2.resize(expected.masks[i].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+
+
+def test_bf16_autocast_path_runs_and_stays_close(seg):
+    """The autocast path (bf16 on a CPU; CUDA uses the same code with fp16) keeps the masks:
+    the pixel decoder and decoder layers run in float32 as in the reference."""
+    half = SemanticSamSegmenter("semantic-sam", seg.model, "cpu", SemanticSamOptions(precision="bf16", short_side_px=128), seg.amg)
+    assert half.embed(PHOTO).features.mask_features.dtype == torch.float32
+    click = np.array([[250, 200]])
+    a = seg.segment_prompts(PHOTO, points_xy=click).mask(0)
+    b = half.segment_prompts(PHOTO, points_xy=click).mask(0)
+    assert (a & b).sum() / max((a | b).sum(), 1) > 0.8
+    assert half.segment_everything(PHOTO, 2).image_hw == PHOTO.shape[:2]

@@ -10,6 +10,7 @@ at once give overlapping candidates that som.nest turns into nested marks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -69,9 +70,10 @@ def image_low_hw(feats: ImageFeatures) -> tuple[int, int]:
 
 @torch.no_grad()
 def decode_grid(model: SemanticSam, feats: ImageFeatures, opts: FastAmgOptions, device: str,
-                progress: ProgressFn | None = None) -> Candidates:
+                progress: ProgressFn | None = None, autocast=contextlib.nullcontext) -> Candidates:
     """Every click of the grid at all 6 levels -> the candidates passing the quality filters.
-    Candidates.mask_index holds the Semantic-SAM level (1..6) of each."""
+    Candidates.mask_index holds the Semantic-SAM level (1..6) of each. autocast: a context
+    factory wrapped around each decoder call (the filters run outside it, in float32)."""
     token_level = torch.zeros(len(SOM_LEVEL_TO_TOKEN), dtype=torch.int64)
     for level, token in SOM_LEVEL_TO_TOKEN.items():
         token_level[token] = level
@@ -82,7 +84,8 @@ def decode_grid(model: SemanticSam, feats: ImageFeatures, opts: FastAmgOptions, 
     for start in range(0, len(grid), bs):
         points = grid[start : start + bs].to(device)
         boxes = torch.cat([points, torch.full_like(points, 0.005)], 1)
-        logits, iou = model.decode(feats, boxes)
+        with autocast():
+            logits, iou = model.decode(feats, boxes)
         logits = logits[:, :, :low_h, :low_w].flatten(0, 1).float()
         iou = iou.flatten().float()
         stab = stability_score(logits, 0.0, opts.stability_offset)

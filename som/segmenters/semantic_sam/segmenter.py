@@ -231,8 +231,7 @@ class SemanticSamSegmenter:
         with self._lock:
             cands = self._candidates.get(key)
             if cands is None:
-                with self._autocast():
-                    cands = fast_amg.decode_grid(self.model, enc.features, self.amg, self.device, progress)
+                cands = fast_amg.decode_grid(self.model, enc.features, self.amg, self.device, progress, self._autocast)
                 self._candidates[key] = cands
                 while len(self._candidates) > 2:
                     self._candidates.popitem(last=False)

@@ -31,7 +31,7 @@ Environment (any python >= 3.10):
       --mirror https://github.com/UX-Decoder/Semantic-SAM \
       --detectron2 https://github.com/facebookresearch/detectron2 --out tests/fixtures/semantic_sam
 
-Timing: about a minute on 2 CPU cores.
+Timing: 2 to 6 minutes on 2 CPU cores (the generator runs dominate).
 """
 
 from __future__ import annotations
@@ -73,20 +73,29 @@ CLICK_SIZE = 0.005
 # points_per_side=32, pred_iou_thresh=0.88, stability_score_thresh=0.92, min_mask_region_area=10,
 # points_per_batch 200 (default), box_nms_thresh 0.7 (default). Smaller here so the run is short
 # and several batches (the last one partial) are exercised. Random weights predict IoUs around
-# -0.9..-0.4 and stabilities around 0.2..0.6, so the thresholds sit near their medians (about a
-# quarter of the candidates pass both). Their masks are scattered over the whole image, so every
-# box is nearly the image (pairwise box IoU 0.99..1.0): box NMS at 0.7 would keep one mask, at
-# 0.995 it drops about half.
+# -0.9..-0.4 and stabilities around 0.2..0.6, so the thresholds sit near their medians.
 GENERATOR = {
-    "points_per_side": 8,
-    "points_per_batch": 24,
-    "pred_iou_thresh": -0.75,
-    "stability_score_thresh": 0.4,
-    "box_nms_thresh": 0.995,
+    "points_per_side": 6,
+    "points_per_batch": 16,
+    "pred_iou_thresh": -0.7,
+    "stability_score_thresh": 0.42,
     "min_mask_region_area": 10,
 }
-# SoM's granularity levels: each alone (its slider), then all six in SoM's order
-GENERATOR_LEVELS = ([1], [2], [3], [4], [5], [6], [6, 1, 2, 3, 4, 5])
+# (SoM levels, box_nms_thresh) per run and image: each level alone (SoM's slider) on the first
+# image, all six in SoM's order on both. Random weights scatter every mask over the whole image,
+# so nearly every box IS the image and box NMS below 1.0 keeps one or two masks: most runs use
+# 1.0 (NMS keeps all but still orders them by predicted IoU, and the clean-up's NMS puts
+# unchanged masks first); the 0.995 runs are where NMS suppresses.
+ALL_LEVELS = [6, 1, 2, 3, 4, 5]
+GENERATOR_RUNS = {
+    "astronaut": [*(([level], 1.0) for level in range(1, 7)), (ALL_LEVELS, 1.0), (ALL_LEVELS, 0.995)],
+    "chelsea": [(ALL_LEVELS, 1.0), (ALL_LEVELS, 0.995)],
+}
+
+
+def generator_key(levels: list[int], box_nms_thresh: float) -> str:
+    return f"generator.{'-'.join(map(str, levels))}.nms{box_nms_thresh}"
+
 
 # spatial subsampling of the recorded maps: stride-s maps keep every (32 // s)-th pixel, so all
 # feature maps are stored on the image's 32-pixel grid; decoder logits (stride 4) every 4th pixel,
@@ -176,10 +185,8 @@ def grid_step(stride: int) -> int:
 
 
 def record_map(out: dict, name: str, value, step: int) -> None:
-    """value (1, C, H, W) or (N, H, W) or (N, L, H, W): store every step-th pixel and the full shape."""
+    """value (..., H, W): store every step-th pixel of the last two axes, and the full shape."""
     array = value.detach().numpy().astype(np.float32)
-    if array.ndim == 4 and array.shape[0] == 1:
-        array = array[0]
     out[name] = np.ascontiguousarray(array[..., ::step, ::step])
     out[f"{name}.full_shape"] = np.array(array.shape, dtype=np.int64)
     out[f"{name}.step"] = np.array(step, dtype=np.int64)
@@ -211,7 +218,6 @@ def record_prompts(model, features_in, image_hw, padded_hw, prompts, prompt_type
     out[f"{prefix}.prompts"] = boxes.numpy()
     out[f"{prefix}.iou"] = ious.numpy().astype(np.float32)
     record_map(out, f"{prefix}.logits", logits, LOW_RES_STEP)
-    out[f"{prefix}.boxes"] = outputs["pred_boxes"][0].numpy().astype(np.float32)
 
 
 def record_image(base, model, name: str) -> tuple[dict, dict]:
@@ -227,16 +233,16 @@ def record_image(base, model, name: str) -> tuple[dict, dict]:
     normalised = (chw.float() - model.pixel_mean) / model.pixel_std
     padded = ImageList.from_tensors([normalised], model.size_divisibility).tensor
     ph, pw = padded.shape[-2:]
-    record_map(out, "input", padded, FEATURE_GRID_PX // 4)
+    record_map(out, "input", padded[0], FEATURE_GRID_PX // 4)
 
     with torch.no_grad():
         feats = model.backbone(padded)
         for key, value in feats.items():
-            record_map(out, f"backbone.{key}", value, grid_step(padded.shape[-1] // value.shape[-1]))
+            record_map(out, f"backbone.{key}", value[0], grid_step(padded.shape[-1] // value.shape[-1]))
         mask_features, _, multi_scale = model.sem_seg_head.pixel_decoder.forward_features(feats, None)
-        record_map(out, "encoder.mask_features", mask_features, grid_step(pw // mask_features.shape[-1]))
+        record_map(out, "encoder.mask_features", mask_features[0], grid_step(pw // mask_features.shape[-1]))
         for i, value in enumerate(multi_scale):
-            record_map(out, f"encoder.multi_scale.{i}", value, grid_step(pw // value.shape[-1]))
+            record_map(out, f"encoder.multi_scale.{i}", value[0], grid_step(pw // value.shape[-1]))
 
         clicks = [(x, y, CLICK_SIZE, CLICK_SIZE) for x, y in CLICKS_XY]
         record_prompts(model, (mask_features, multi_scale), (h, w), (ph, pw), clicks, 0, out, "clicks")
@@ -252,10 +258,10 @@ def record_image(base, model, name: str) -> tuple[dict, dict]:
         out["clicks.full_iou"] = ious[0].numpy().astype(np.float32)
 
         generated = {}
-        for levels in GENERATOR_LEVELS:
-            generator = SemanticSamAutomaticMaskGenerator(base, level=list(levels), **GENERATOR)
+        for levels, box_nms_thresh in GENERATOR_RUNS[name]:
+            generator = SemanticSamAutomaticMaskGenerator(base, level=list(levels), box_nms_thresh=box_nms_thresh, **GENERATOR)
             anns = generator.generate(chw)
-            key = "generator." + "-".join(str(level) for level in levels)
+            key = generator_key(levels, box_nms_thresh)
             out[f"{key}.sha256"] = np.array([mask_digest(a["segmentation"]) for a in anns], np.uint8).reshape(-1, 32)
             out[f"{key}.predicted_iou"] = np.array([a["predicted_iou"] for a in anns], np.float32)
             out[f"{key}.stability_score"] = np.array([a["stability_score"] for a in anns], np.float32)
@@ -324,7 +330,8 @@ def main() -> None:
         "click_size": CLICK_SIZE,
         "boxes_cxcywh": BOXES_CXCYWH,
         "generator": GENERATOR,
-        "generator_levels": [list(levels) for levels in GENERATOR_LEVELS],
+        "generator_runs": {name: [{"levels": levels, "box_nms_thresh": nms, "key": generator_key(levels, nms)}
+                                  for levels, nms in runs] for name, runs in GENERATOR_RUNS.items()},
         "generator_mask_counts": counts,
         "feature_grid_px": FEATURE_GRID_PX,
         "low_res_step": LOW_RES_STEP,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,15 @@ def box_sine_code(boxes: torch.Tensor, per_coord: int) -> torch.Tensor:
     return torch.cat((code(cy), code(cx), code(w), code(h)), dim=-1)
 
 
+@dataclass(frozen=True)
+class ImageMemory:
+    """What the decoder needs of one image, computed once: each layer's deformable-attention value
+    projection of the pixel-decoder levels (1, S, C) float32, and the levels' (h, w), coarsest first."""
+
+    values: tuple[torch.Tensor, ...]
+    shapes_hw: tuple[tuple[int, int], ...]
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, dim: int, ffn: int, levels: int, heads: int):
         super().__init__()
@@ -72,11 +82,12 @@ class DecoderLayer(nn.Module):
         self.linear2 = nn.Linear(ffn, dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, tgt, pos, boxes, memory, shapes_hw):
-        """tgt, pos (B, Q, C); boxes (B, Q, levels, 4); memory (B, S, C) -> (B, Q, C), in float32."""
+    def forward(self, tgt, pos, boxes, values, shapes_hw):
+        """tgt, pos (B, Q, C); boxes (B, Q, levels, 4); values: this layer's projection of the image
+        levels (B, S, C) (ImageMemory) -> (B, Q, C), in float32."""
         q, v = (tgt + pos).transpose(0, 1), tgt.transpose(0, 1)
         tgt = self.norm2(tgt + self.self_attn(q, q, v)[0].transpose(0, 1))
-        tgt = self.norm1(tgt + self.cross_attn(tgt + pos, boxes, memory, shapes_hw))
+        tgt = self.norm1(tgt + self.cross_attn.attend(tgt + pos, boxes, values, shapes_hw))
         return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
 
@@ -91,15 +102,24 @@ class TransformerDecoder(nn.Module):
         self.bbox_embed = bbox_embed
         self.dim = dim
 
-    def forward(self, tgt, boxes_logit, memory, shapes_hw):
+    def image_memory(self, multi_scale: list[torch.Tensor]) -> ImageMemory:
+        """Pixel-decoder levels (finest first) -> every layer's value projection, in float32."""
+        levels = multi_scale[::-1]  # the decoder attends coarsest level first
+        shapes_hw = tuple(tuple(x.shape[2:]) for x in levels)
+        with torch.autocast(levels[0].device.type, enabled=False):
+            memory = torch.cat([x.float().flatten(2).transpose(1, 2) for x in levels], 1)
+            values = tuple(layer.cross_attn.value_proj(memory) for layer in self.layers)
+        return ImageMemory(values, shapes_hw)
+
+    def forward(self, tgt, boxes_logit, memory: ImageMemory):
         """tgt (B, Q, C); boxes_logit (B, Q, 4) inverse-sigmoid boxes -> last layer's output (B, Q, C)."""
         boxes = boxes_logit.sigmoid()
-        device_type = memory.device.type
-        for layer, box_head in zip(self.layers, self.bbox_embed):
+        shapes_hw = list(memory.shapes_hw)
+        for layer, box_head, values in zip(self.layers, self.bbox_embed, memory.values):
             pos = self.ref_point_head(box_sine_code(boxes, self.dim // 2))
-            with torch.autocast(device_type, enabled=False):  # the reference runs its layers in float32
+            with torch.autocast(values.device.type, enabled=False):  # the reference runs its layers in float32
                 levels = boxes.float()[:, :, None].expand(-1, -1, len(shapes_hw), 4)
-                tgt = layer(tgt.float(), pos.float(), levels, memory.float(), shapes_hw)
+                tgt = layer(tgt.float(), pos.float(), levels, values, shapes_hw)
             boxes = (box_head(tgt) + inverse_sigmoid(boxes)).sigmoid()
         return tgt
 
@@ -142,13 +162,14 @@ class InteractiveDecoder(nn.Module):
         content = content.repeat_interleave(self.tokens, 1) + self.mask_tokens.weight.repeat(b, p, 1)
         return content, inverse_sigmoid(boxes_cxcywh).repeat_interleave(self.tokens, 1)
 
-    def forward(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor, boxes_cxcywh, prompt_type):
-        """multi_scale: pixel-decoder levels finest first; boxes (B, P, 4) in 0..1 of the padded image."""
-        levels = multi_scale[::-1]  # the decoder attends coarsest level first
-        shapes_hw = [tuple(x.shape[2:]) for x in levels]
-        memory = torch.cat([x.flatten(2).transpose(1, 2) for x in levels], 1)
+    def image_memory(self, multi_scale: list[torch.Tensor]) -> ImageMemory:
+        """Pixel-decoder levels (finest first) -> the decoder's per-image inputs (compute once per image)."""
+        return self.decoder.image_memory(multi_scale)
+
+    def forward(self, memory: ImageMemory, mask_features: torch.Tensor, boxes_cxcywh, prompt_type):
+        """memory: image_memory(levels); boxes (1, P, 4) in 0..1 of the padded image; prompt_type (1, P)."""
         tgt, boxes_logit = self.queries(boxes_cxcywh, prompt_type)
-        out = self.decoder(tgt, boxes_logit, memory, shapes_hw)
+        out = self.decoder(tgt, boxes_logit, memory)
         out = self.decoder_norm(self.decoder_norm(out))  # the decoder's final norm, then the heads' (same module)
         b, q, _ = out.shape
         logits = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_features)

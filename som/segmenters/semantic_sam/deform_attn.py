@@ -50,8 +50,15 @@ class MSDeformAttn(nn.Module):
     ) -> torch.Tensor:
         """query (N, Q, C); reference (N, Q, L, 2) points or (N, Q, L, 4) cx, cy, w, h boxes in 0..1;
         source (N, S, C) levels flattened -> (N, Q, C)."""
+        return self.attend(query, reference, self.value_proj(source), shapes_hw)
+
+    def attend(
+        self, query: torch.Tensor, reference: torch.Tensor, value: torch.Tensor, shapes_hw: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """As forward, with the source already projected: value = value_proj(source), (N, S, C).
+        The projection depends on the image only, so a decoder computes it once per image."""
         n, q, _ = query.shape
-        value = self.value_proj(source).view(n, source.shape[1], self.heads, self.dim // self.heads)
+        value = value.view(n, value.shape[1], self.heads, self.dim // self.heads)
         offsets = self.sampling_offsets(query).view(n, q, self.heads, self.levels, self.points, 2)
         weights = self.attention_weights(query).view(n, q, self.heads, self.levels * self.points)
         weights = weights.softmax(-1).view(n, q, self.heads, self.levels, self.points)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from som.segmenters.semantic_sam.config import model_config
-from som.segmenters.semantic_sam.decoder import InteractiveDecoder
+from som.segmenters.semantic_sam.decoder import ImageMemory, InteractiveDecoder
 from som.segmenters.semantic_sam.pixel_encoder import PixelDecoder
 from som.segmenters.semantic_sam.swin import SwinBackbone
 
@@ -28,13 +28,16 @@ class ImageFeatures:
     """One image's encoding: everything `decode` needs, computed once.
 
     mask_features: (1, MASK_DIM, Hp/4, Wp/4); multi_scale: pixel-decoder levels, finest first;
-    image_hw: the model input's size before padding; padded_hw: after padding to SIZE_DIVISIBILITY.
+    image_hw: the model input's size before padding; padded_hw: after padding to SIZE_DIVISIBILITY;
+    memory: every decoder layer's value projection of the levels (prompt-independent, so done here
+    once: a click then costs only its queries, not a projection of the whole image per layer).
     """
 
     mask_features: torch.Tensor
     multi_scale: tuple[torch.Tensor, ...]
     image_hw: tuple[int, int]
     padded_hw: tuple[int, int]
+    memory: ImageMemory  # the decoder's per-image inputs (decoder.ImageMemory)
 
 
 class SemanticSamHead(nn.Module):
@@ -80,7 +83,8 @@ class SemanticSam(nn.Module):
         x, image_hw = self.preprocess(image)
         feats = self.backbone(x)
         mask_features, _, multi_scale = self.sem_seg_head.pixel_decoder.forward_features(feats)
-        return ImageFeatures(mask_features, tuple(multi_scale), image_hw, tuple(x.shape[2:]))
+        memory = self.sem_seg_head.predictor.image_memory(multi_scale)
+        return ImageFeatures(mask_features, tuple(multi_scale), image_hw, tuple(x.shape[2:]), memory)
 
     def decode(
         self, features: ImageFeatures, boxes_cxcywh: torch.Tensor, prompt_type: torch.Tensor | None = None
@@ -97,9 +101,7 @@ class SemanticSam(nn.Module):
         boxes = (boxes_cxcywh.float() * size / padded)[None]
         if prompt_type is None:
             prompt_type = torch.zeros(boxes.shape[:2], dtype=torch.long, device=boxes.device)
-        logits, iou = self.sem_seg_head.predictor(
-            list(features.multi_scale), features.mask_features, boxes, prompt_type.reshape(1, -1)
-        )
+        logits, iou = self.sem_seg_head.predictor(features.memory, features.mask_features, boxes, prompt_type.reshape(1, -1))
         return logits[0], iou[0]
 
 

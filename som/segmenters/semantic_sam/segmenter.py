@@ -80,10 +80,12 @@ class SemanticSamSegmenter:
         device: str,
         options: SemanticSamOptions = SemanticSamOptions(),
         amg: FastAmgOptions = FastAmgOptions(),
-        cache_size: int = 8,
+        cache_size: int = 3,
         reference_amg: ReferenceAmgOptions = ReferenceAmgOptions(),
     ):
-        """reference_amg: the generator settings of mode="reference" (SoM's); its levels are
+        """cache_size: images whose encoding is kept (~170 MB each for the full model at 640x960,
+        most of it the decoder's per-layer projections that make clicks cheap).
+        reference_amg: the generator settings of mode="reference" (SoM's); its levels are
         replaced by `levels_for(granularity)` on each call."""
         self.name = name
         self.device = device

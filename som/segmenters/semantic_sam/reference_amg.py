@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from som.segmenters.semantic_sam.config import SHORT_SIDE_PX
-from som.segmenters.semantic_sam.model import CLICK_BOX_SIZE, SemanticSam, upsample_logits
+from som.segmenters.semantic_sam.model import CLICK_BOX_SIZE, ImageFeatures, SemanticSam, upsample_logits
 
 # SoM's level numbers (its slider, 1 finest .. 6 coarsest) -> the decoder's mask token
 SOM_LEVEL_TO_TOKEN = {1: 3, 2: 2, 3: 0, 4: 4, 5: 1, 6: 5}
@@ -135,11 +135,17 @@ def remove_small_regions(mask: np.ndarray, min_area: int, mode: str) -> tuple[np
 
 
 @torch.no_grad()
-def reference_masks(model: SemanticSam, image: np.ndarray, opts: ReferenceAmgOptions = ReferenceAmgOptions()) -> ReferenceMasks:
-    """(H, W, 3) uint8 RGB at model resolution (see resize_short_side) -> the reference's masks."""
+def reference_masks(
+    model: SemanticSam,
+    image: np.ndarray,
+    opts: ReferenceAmgOptions = ReferenceAmgOptions(),
+    features: ImageFeatures | None = None,
+) -> ReferenceMasks:
+    """(H, W, 3) uint8 RGB at model resolution (see resize_short_side) -> the reference's masks.
+    features: model.encode(image) when the caller has it (the generator encodes once anyway)."""
     from torchvision.ops import batched_nms
 
-    feats = model.encode(image)
+    feats = features if features is not None else model.encode(image)
     tokens = [SOM_LEVEL_TO_TOKEN[v] for v in opts.levels]
     grid = reference_grid(opts.points_per_side)
     parts: list[tuple] = []

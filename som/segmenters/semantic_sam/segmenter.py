@@ -242,7 +242,8 @@ class SemanticSamSegmenter:
 
     def _reference_regions(self, enc: Encoding, levels: tuple[int, ...]) -> Regions:
         with self._lock, self._autocast():
-            out = reference_masks(self.model, enc.model_image, dataclasses.replace(self.reference_amg, levels=levels))
+            opts = dataclasses.replace(self.reference_amg, levels=levels)
+            out = reference_masks(self.model, enc.model_image, opts, enc.features)
         order = out.by_area()
         masks = out.masks[order]
         h, w = enc.original_hw

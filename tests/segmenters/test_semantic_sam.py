@@ -267,3 +267,22 @@ def test_bf16_autocast_path_runs_and_stays_close(seg):
     b = half.segment_prompts(PHOTO, points_xy=click).mask(0)
     assert (a & b).sum() / max((a | b).sum(), 1) > 0.8
     assert half.segment_everything(PHOTO, 2).image_hw == PHOTO.shape[:2]
+
+
+def test_fast_upsampling_equals_resizing_full_logits(seg):
+    """fast_amg maps quarter-resolution logits straight to the photo's size, inside each mask's
+    box; that must equal the reference's resize (to the padded frame, crop) followed by a
+    bilinear resize to the photo, thresholded at 0 (up to rounding at mask edges)."""
+    import torch.nn.functional as F
+
+    from som.segmenters.semantic_sam.model import click_boxes, upsample_logits
+
+    enc = seg.embed(PHOTO)
+    logits, iou = seg.model.decode(enc.features, click_boxes(np.array([[250, 200], [60, 300]]), enc.original_hw))
+    low_h, low_w = fast_amg.image_low_hw(enc.features)
+    regions = fast_amg.to_regions(enc.features, enc.original_hw, logits.flatten(0, 1)[:, :low_h, :low_w], iou.flatten(), "cpu")
+    model_res = upsample_logits(logits.flatten(0, 1), enc.features)
+    full = F.interpolate(model_res[None], size=PHOTO.shape[:2], mode="bilinear", align_corners=False)[0] > 0
+    assert len(regions) == 12
+    for k in range(12):
+        assert (regions.mask(k) != full[k].numpy()).mean() < 0.001  # a 2-px shift gives ~0.04

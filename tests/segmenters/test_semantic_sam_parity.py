@@ -58,15 +58,28 @@ def model():
     return net
 
 
+@pytest.fixture(scope="module")
+def encoded(model):
+    """image name -> our ImageFeatures of its recorded model input (each image encoded once)."""
+    cache = {}
+
+    def get(image: str):
+        if image not in cache:
+            with torch.no_grad():
+                cache[image] = model.encode(recorded(image)["image_uint8"])
+        return cache[image]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=CONFIG["images"])
-def case(request, model):
-    """(recorded arrays, our ImageFeatures, our backbone features) for one image."""
+def case(request, model, encoded):
+    """(name, recorded arrays, our preprocessed input, our backbone features, our ImageFeatures)."""
     ref = recorded(request.param)
     with torch.no_grad():
         x, _ = model.preprocess(ref["image_uint8"])
         backbone = model.backbone(x)
-        feats = model.encode(ref["image_uint8"])
-    return request.param, ref, x, backbone, feats
+    return request.param, ref, x, backbone, encoded(request.param)
 
 
 def test_preprocessing_matches(case):
@@ -142,14 +155,14 @@ GENERATOR_RUNS = [(image, run) for image, runs in CONFIG["generator_runs"].items
 
 
 @pytest.mark.parametrize("image, run", GENERATOR_RUNS, ids=[f"{i}-{r['key'][len('generator.'):]}" for i, r in GENERATOR_RUNS])
-def test_generator_masks_identical(model, image, run):
+def test_generator_masks_identical(model, encoded, image, run):
     from som.segmenters.semantic_sam.reference_amg import ReferenceAmgOptions, reference_masks
 
     ref = recorded(image)
     key = run["key"]
     opts = ReferenceAmgOptions(levels=tuple(run["levels"]), box_nms_thresh=run["box_nms_thresh"], **CONFIG["generator"])
     with torch.no_grad():
-        got = reference_masks(model, ref["image_uint8"], opts)
+        got = reference_masks(model, ref["image_uint8"], opts, features=encoded(image))
     expected = [bytes(row) for row in ref[f"{key}.sha256"]]
     assert len(expected) > 0
     assert len(got.masks) == len(expected), f"{len(got.masks)} masks, reference {len(expected)}"

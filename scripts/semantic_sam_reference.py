@@ -22,11 +22,13 @@ Patches (each must apply, or the script stops: a changed upstream must be looked
   - the pretrained Swin download is switched off in the config (LOAD_PRETRAINED: false), weights
     being seeded anyway.
 
-Environment (any python >= 3.10):
+Environment (python 3.11; the versions the committed fixtures were recorded with; torch, OpenCV and
+Pillow matter for bit-equality, the rest only has to import):
   python -m venv /tmp/ssam-ref-venv
-  /tmp/ssam-ref-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy scipy pillow pyyaml \
-      opencv-python-headless pycocotools matplotlib timm fvcore kornia cloudpickle omegaconf \
-      hydra-core transformers
+  /tmp/ssam-ref-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy==2.4.6 scipy==1.17.1 \
+      pillow==12.3.0 pyyaml==6.0.4 opencv-python-headless==5.0.0.93 pycocotools==2.0.11 \
+      matplotlib==3.11.2 timm==1.0.31 fvcore==0.1.5.post20221221 kornia==0.9.0 cloudpickle==3.1.3 \
+      omegaconf==2.3.1 hydra-core==1.3.8 transformers==5.24.0
   /tmp/ssam-ref-venv/bin/python scripts/semantic_sam_reference.py \
       --mirror https://github.com/UX-Decoder/Semantic-SAM \
       --detectron2 https://github.com/facebookresearch/detectron2 --out tests/fixtures/semantic_sam
@@ -118,7 +120,7 @@ def export_tree(source: str, ref: str, paths: list[str], dest: pathlib.Path) -> 
     return commit
 
 
-def replace_once_or_more(path: pathlib.Path, old: str, new: str) -> None:
+def patch_file(path: pathlib.Path, old: str, new: str) -> None:
     text = path.read_text()
     if old not in text:
         raise RuntimeError(f"patch target {old!r} not found in {path}: the reference changed, look at it")
@@ -133,13 +135,13 @@ def patch_reference(root: pathlib.Path) -> None:
         cpu = text.replace(".cuda()", "").replace(".to('cuda')", "")
         if cpu != text:
             path.write_text(cpu)
-    replace_once_or_more(pkg / "body/encoder/ops/functions/ms_deform_attn_func.py",
+    patch_file(pkg / "body/encoder/ops/functions/ms_deform_attn_func.py",
                          "    raise ModuleNotFoundError(info_string)", "    MSDA = None")
-    replace_once_or_more(pkg / "body/encoder/encoder_deform.py",
+    patch_file(pkg / "body/encoder/encoder_deform.py",
                          "from ops.modules import MSDeformAttn", "from .ops.modules import MSDeformAttn")
-    replace_once_or_more(pkg / "body/decoder/utils/dino_decoder.py",
+    patch_file(pkg / "body/decoder/utils/dino_decoder.py",
                          "from ops.modules import MSDeformAttn", "from ...encoder.ops.modules import MSDeformAttn")
-    replace_once_or_more(pkg / "tasks/automatic_mask_generator.py",
+    patch_file(pkg / "tasks/automatic_mask_generator.py",
                          "from utils.sam_utils.amg import", "from ..utils.sam_utils.amg import")
 
 

@@ -29,7 +29,7 @@ from som.segmenters.seeded import seeded_state_dict
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "semantic_sam"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CONFIG = json.loads((FIXTURES / "config.json").read_text())
-ATOL = 1e-4  # fp32, same operations in the same order: differences are rounding only
+ATOL = 1e-4  # fp32; recorded values stay under 20 (features under 5, logits under 17), so no rtol is needed
 
 
 @functools.cache

@@ -8,6 +8,7 @@ caching, errors), never quality. Equality with the reference lives in test_seman
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -286,3 +287,14 @@ def test_fast_upsampling_equals_resizing_full_logits(seg):
     assert len(regions) == 12
     for k in range(12):
         assert (regions.mask(k) != full[k].numpy()).mean() < 0.001  # a 2-px shift gives ~0.04
+
+
+def test_fast_generator_clicks_do_not_depend_on_their_batch(seg):
+    """isolate_clicks (default): a click's masks are those it gives alone, whatever the batch
+    size; SoM's way (isolate_clicks=False) lets the clicks of a batch change each other's masks."""
+    enc = seg.embed(PHOTO)
+    small_batches = fast_amg.decode_grid(seg.model, enc.features, dataclasses.replace(seg.amg, points_per_batch=5), "cpu")
+    one_batch = fast_amg.decode_grid(seg.model, enc.features, dataclasses.replace(seg.amg, points_per_batch=36), "cpu")
+    assert torch.allclose(small_batches.scores, one_batch.scores, atol=1e-5)
+    mixed = fast_amg.decode_grid(seg.model, enc.features, dataclasses.replace(seg.amg, points_per_batch=36, isolate_clicks=False), "cpu")
+    assert len(mixed.scores) != len(one_batch.scores) or not torch.allclose(mixed.scores, one_batch.scores, atol=1e-3)

@@ -82,11 +82,18 @@ class DecoderLayer(nn.Module):
         self.linear2 = nn.Linear(ffn, dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, tgt, pos, boxes, values, shapes_hw):
+    def forward(self, tgt, pos, boxes, values, shapes_hw, group: int = 0):
         """tgt, pos (B, Q, C); boxes (B, Q, levels, 4); values: this layer's projection of the image
-        levels (B, S, C) (ImageMemory) -> (B, Q, C), in float32."""
-        q, v = (tgt + pos).transpose(0, 1), tgt.transpose(0, 1)
-        tgt = self.norm2(tgt + self.self_attn(q, q, v)[0].transpose(0, 1))
+        levels (B, S, C) (ImageMemory) -> (B, Q, C), in float32.
+
+        group: 0 lets all Q queries attend to each other (the reference at inference); g > 0 lets
+        only each run of g queries (one prompt's tokens) attend among themselves, so every prompt
+        is decoded as if it were alone (as in training, where an attention mask separates them)."""
+        b, nq, c = tgt.shape
+        g = group or nq
+        q = (tgt + pos).reshape(b * nq // g, g, c).transpose(0, 1)  # sequence-first, one sequence per group
+        v = tgt.reshape(b * nq // g, g, c).transpose(0, 1)
+        tgt = self.norm2(tgt + self.self_attn(q, q, v)[0].transpose(0, 1).reshape(b, nq, c))
         tgt = self.norm1(tgt + self.cross_attn.attend(tgt + pos, boxes, values, shapes_hw))
         return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
@@ -111,15 +118,16 @@ class TransformerDecoder(nn.Module):
             values = tuple(layer.cross_attn.value_proj(memory) for layer in self.layers)
         return ImageMemory(values, shapes_hw)
 
-    def forward(self, tgt, boxes_logit, memory: ImageMemory):
-        """tgt (B, Q, C); boxes_logit (B, Q, 4) inverse-sigmoid boxes -> last layer's output (B, Q, C)."""
+    def forward(self, tgt, boxes_logit, memory: ImageMemory, group: int = 0):
+        """tgt (B, Q, C); boxes_logit (B, Q, 4) inverse-sigmoid boxes -> last layer's output (B, Q, C).
+        group: self-attention groups (DecoderLayer.forward)."""
         boxes = boxes_logit.sigmoid()
         shapes_hw = list(memory.shapes_hw)
         for layer, box_head, values in zip(self.layers, self.bbox_embed, memory.values):
             pos = self.ref_point_head(box_sine_code(boxes, self.dim // 2))
             with torch.autocast(values.device.type, enabled=False):  # the reference runs its layers in float32
                 levels = boxes.float()[:, :, None].expand(-1, -1, len(shapes_hw), 4)
-                tgt = layer(tgt.float(), pos.float(), levels, values, shapes_hw)
+                tgt = layer(tgt.float(), pos.float(), levels, values, shapes_hw, group)
             boxes = (box_head(tgt) + inverse_sigmoid(boxes)).sigmoid()
         return tgt
 
@@ -166,10 +174,12 @@ class InteractiveDecoder(nn.Module):
         """Pixel-decoder levels (finest first) -> the decoder's per-image inputs (compute once per image)."""
         return self.decoder.image_memory(multi_scale)
 
-    def forward(self, memory: ImageMemory, mask_features: torch.Tensor, boxes_cxcywh, prompt_type):
-        """memory: image_memory(levels); boxes (1, P, 4) in 0..1 of the padded image; prompt_type (1, P)."""
+    def forward(self, memory: ImageMemory, mask_features: torch.Tensor, boxes_cxcywh, prompt_type, isolate: bool = False):
+        """memory: image_memory(levels); boxes (1, P, 4) in 0..1 of the padded image; prompt_type (1, P).
+        isolate: decode each prompt as if alone (its tokens attend only to each other); False is
+        the reference: all prompts of the call attend to each other."""
         tgt, boxes_logit = self.queries(boxes_cxcywh, prompt_type)
-        out = self.decoder(tgt, boxes_logit, memory)
+        out = self.decoder(tgt, boxes_logit, memory, self.tokens if isolate else 0)
         out = self.decoder_norm(self.decoder_norm(out))  # the decoder's final norm, then the heads' (same module)
         b, q, _ = out.shape
         logits = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_features)

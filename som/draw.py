@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from som.cropmask import pad1
-from som.layout import LABEL_MODES, ink_bbox, label_box_size, label_font, label_index, visible_parts
+from som.layout import LABEL_MODES, ink_bbox, label_box_size, label_font, label_index, mark_texts, visible_parts
 from som.regions import Regions
 
 __all__ = [
@@ -51,6 +51,8 @@ class MarkStyle:
     alpha:       mask fill opacity in [0, 1].
     label_mode:  "number" or "alphabet" (used by the pipeline when laying out).
     contour_px:  outline / box thickness in px; None = from the image size.
+    names:       print each region's class name beside its label ("3: dog") where the segmenter
+                 named it (`Regions.categories`); layout sizes the label boxes for it.
     """
 
     mark: bool = True
@@ -60,6 +62,7 @@ class MarkStyle:
     alpha: float = 0.4
     label_mode: str = "number"
     contour_px: int | None = None
+    names: bool = False
 
     def __post_init__(self) -> None:
         if not (0.0 <= float(self.alpha) <= 1.0):
@@ -255,7 +258,11 @@ def _fit_font_px(text: str, w: int, h: int) -> int:
 
 class LabelAnnotator:
     """Draws each label: a box filled with the region's colour exactly at `label_xyxy`,
-    the text centred in it, black or white by WCAG contrast."""
+    the text centred in it, black or white by WCAG contrast. names: the text is "label: class
+    name" where the region has one (lay out with `place_labels(..., names=True)` to match)."""
+
+    def __init__(self, names: bool = False):
+        self.names = bool(names)
 
     def annotate(self, scene: np.ndarray, regions: Regions) -> np.ndarray:
         return self.paint(_check_scene(scene, regions).copy(), regions)
@@ -267,7 +274,7 @@ class LabelAnnotator:
             raise ValueError("regions have no labels/label boxes; run som.layout.place_labels first")
         h, w = regions.image_hw
         boxes = np.round(regions.label_xyxy).astype(np.int64) if len(regions) else np.zeros((0, 4), np.int64)
-        for text, color, (x1, y1, x2, y2) in zip(regions.labels or [], _colors(regions), boxes):
+        for text, color, (x1, y1, x2, y2) in zip(mark_texts(regions, self.names), _colors(regions), boxes):
             x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
             if x2 <= x1 or y2 <= y1:
                 continue
@@ -303,7 +310,7 @@ def draw_marks(image: np.ndarray, regions: Regions, style: MarkStyle = MarkStyle
     if style.box:
         BoxAnnotator(style.contour_px).paint(out, regions)
     if style.mark:
-        LabelAnnotator().paint(out, regions)
+        LabelAnnotator(style.names).paint(out, regions)
     return out
 
 

@@ -49,6 +49,8 @@ __all__ = [
     "font_size_px",
     "label_font",
     "label_box_size",
+    "mark_text",
+    "mark_texts",
     "ink_bbox",
     "place_labels",
 ]
@@ -86,6 +88,28 @@ def label_index(label: str) -> int | None:
             v = v * 26 + (ord(c) - ord("a") + 1)
         return v - 1
     return None
+
+
+MAX_NAME_CHARS = 24  # longer class names are cut (with "…") so a named mark stays a label, not a caption
+
+
+def mark_text(label: str, category: str | None = None) -> str:
+    """What a mark shows: its label, or "label: class name" when the region has a name."""
+    name = " ".join(str(category or "").split())
+    if not name:
+        return str(label)
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1].rstrip() + "…"
+    return f"{label}: {name}"
+
+
+def mark_texts(regions: Regions, names: bool = False) -> list[str]:
+    """The text of every mark of labelled regions: the labels, with class names when `names`
+    and the regions carry them (`Regions.categories`)."""
+    labels = regions.labels or []
+    if not names or regions.categories is None:
+        return list(labels)
+    return [mark_text(lab, cat) for lab, cat in zip(labels, regions.categories)]
 
 
 # ---------------------------------------------------------------- font
@@ -266,14 +290,15 @@ def _place_nearest_free(want_x, want_y, bw, bh, h, w, placed):
     return None
 
 
-def place_labels(regions: Regions, mode: str = "number", font_px: int | None = None) -> Regions:
+def place_labels(regions: Regions, mode: str = "number", font_px: int | None = None, names: bool = False) -> Regions:
     """Label regions and place their marks.
 
     Returns a copy of `regions` with `labels` (make_labels(N, mode), in region order),
     `anchors_xy` (N, 2) int32: a pixel of each region's visible part (its mask minus its
     children's; see `visible_parts`), and `label_xyxy`
     (N, 4) float32: integer, pairwise non-overlapping boxes inside the image, sized
-    `label_box_size(label, font_px)`. font_px defaults to `font_size_px(H, W)`.
+    `label_box_size(text, font_px)` for the mark's text: its label, or with `names` and class
+    names on the regions "label: name" (`mark_text`). font_px defaults to `font_size_px(H, W)`.
 
     Raises ValueError for empty regions (run `som.refine.refine` first), for label boxes
     larger than the image, or when the image has no room left for a label.
@@ -306,9 +331,10 @@ def place_labels(regions: Regions, mode: str = "number", font_px: int | None = N
     # scores do not depend on placement: computed for all regions at once (on threads); a large
     # visible part is ranked on a sampled grid (_Grid), so this stays small on huge images
     grids = map_ordered(lambda k: _score_grid(boxes[k], vis[k]), range(n))
+    texts = mark_texts(regions.replace(labels=labels), names)
     placed: list[tuple[int, int, int, int]] = []
     for k in np.lexsort((np.arange(n), vis_areas)):  # smallest first, ties by index
-        bw, bh = label_box_size(labels[k], font_px)
+        bw, bh = label_box_size(texts[k], font_px)
         if bw > w or bh > h:
             raise ValueError(
                 f"label box {bw}x{bh} px does not fit the {w}x{h} image; pass a smaller font_px"
@@ -321,7 +347,7 @@ def place_labels(regions: Regions, mode: str = "number", font_px: int | None = N
             start = _place_nearest_free(*want, bw, bh, h, w, placed)
             if start is None:
                 raise ValueError(
-                    f"no room left for label {labels[k]!r} ({bw}x{bh} px) among {n} labels on a "
+                    f"no room left for label {texts[k]!r} ({bw}x{bh} px) among {n} labels on a "
                     f"{w}x{h} image; pass a smaller font_px or fewer regions (RefineOptions.max_regions)"
                 )
             got = (ax, ay), start

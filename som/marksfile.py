@@ -17,6 +17,9 @@ from som.regions import Regions
 
 FORMAT_VERSION = 2  # 2: marks carry "parent" (the id of the mark that contains them, or null)
 READABLE_VERSIONS = (1, 2)
+# Marks may also carry "category" (a class name) and "category_score" (its confidence), null when
+# the segmenter names no classes. They are optional additions within version 2: a reader that does
+# not know them ignores them, and files without them read as before (categories None).
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -111,7 +114,8 @@ def _round(values: np.ndarray, ndigits: int = 2) -> list:
 
 def regions_to_dict(regions: Regions, settings: dict[str, Any] | None = None, image_file: str | None = None) -> dict:
     """Regions (laid out) -> the marks document (a JSON-ready dict). Mark k has id k + 1;
-    `parent` is the id of the mark containing it (null for a root)."""
+    `parent` is the id of the mark containing it (null for a root); `category` and
+    `category_score` its class name and confidence (null when unknown)."""
     h, w = regions.image_hw
     areas = regions.areas
     boxes = regions.boxes_px
@@ -128,6 +132,8 @@ def regions_to_dict(regions: Regions, settings: dict[str, Any] | None = None, im
                 "anchor_xy": None if regions.anchors_xy is None else [int(v) for v in regions.anchors_xy[k]],
                 "label_xyxy": None if regions.label_xyxy is None else _round(regions.label_xyxy[k]),
                 "score": None if regions.scores is None else round(float(regions.scores[k]), 4),
+                "category": _category(regions, k),
+                "category_score": _category_score(regions, k),
                 "rle": crop_to_rle(boxes[k], regions.crops[k], (h, w)),
             }
         )
@@ -140,9 +146,19 @@ def regions_to_dict(regions: Regions, settings: dict[str, Any] | None = None, im
     }
 
 
+def _category(regions: Regions, k: int) -> str | None:
+    return regions.categories[k] or None if regions.categories is not None else None
+
+
+def _category_score(regions: Regions, k: int) -> float | None:
+    if regions.category_scores is None or not np.isfinite(regions.category_scores[k]):
+        return None
+    return round(float(regions.category_scores[k]), 4)
+
+
 def regions_from_dict(doc: dict) -> Regions:
-    """The marks document (version 1 or 2) -> Regions (masks as crops, parents, labels, anchors
-    and label boxes restored)."""
+    """The marks document (version 1 or 2) -> Regions (masks as crops, parents, labels, anchors,
+    label boxes and class names restored)."""
     if doc.get("format") != "som.marks":
         raise ValueError("not a som marks document (expected \"format\": \"som.marks\")")
     version = doc.get("version", 1)
@@ -156,6 +172,8 @@ def regions_from_dict(doc: dict) -> Regions:
     ids = {m.get("id", k + 1): k for k, m in enumerate(marks)}
     parent = [ids[m["parent"]] if m.get("parent") is not None else -1 for m in marks]
     has = lambda key: all(m.get(key) is not None for m in marks)  # noqa: E731
+    named = any(m.get("category") is not None for m in marks)  # unnamed marks among named ones: ""
+    scored = any(m.get("category_score") is not None for m in marks)
     return Regions(
         crops=[c for _, c in pieces],
         xyxy=np.stack([b for b, _ in pieces]),
@@ -165,6 +183,11 @@ def regions_from_dict(doc: dict) -> Regions:
         labels=[m["label"] for m in marks] if has("label") else None,
         anchors_xy=np.array([m["anchor_xy"] for m in marks]) if has("anchor_xy") else None,
         label_xyxy=np.array([m["label_xyxy"] for m in marks]) if has("label_xyxy") else None,
+        categories=[str(m.get("category") or "") for m in marks] if named else None,
+        category_scores=(
+            np.array([np.nan if m.get("category_score") is None else m["category_score"] for m in marks], np.float32)
+            if scored else None
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from som.nest import is_laminar
 from som.refine import RefineOptions, refine
 from som.regions import Regions
 from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, Segmenter, build_segmenter, granularity
-from som.segmenters.base import ProgressFn
+from som.segmenters.base import ProgressFn, check_classes
 
 MIN_SIDE_PX = 16  # smaller images have no room for a readable mark
 DEFAULT_MAX_SIDE_PX = 2048  # larger images are segmented at this size; output stays original size
@@ -58,7 +58,15 @@ def _finish(
     source: np.ndarray, regions: Regions, style: MarkStyle, settings: dict, timings: dict[str, float]
 ) -> MarkResult:
     t = time.perf_counter()
-    regions = place_labels(regions, mode=style.label_mode)
+    try:
+        regions = place_labels(regions, mode=style.label_mode, names=style.names)
+    except ValueError:
+        if not (style.names and regions.categories is not None):
+            raise
+        # the names leave no room (a small image, many marks): numbers only, and say so
+        regions = place_labels(regions, mode=style.label_mode)
+        style = dataclasses.replace(style, names=False)
+        settings = {**settings, "names_dropped": "no room for class names beside the labels; numbers only"}
     timings["layout"] = time.perf_counter() - t
     t = time.perf_counter()
     marked = draw_marks(source, regions, style)
@@ -92,13 +100,17 @@ def _segment(
     refine_options: RefineOptions,
     max_side_px: int,
     progress: ProgressFn | None,
+    classes: list[str] | None = None,
 ) -> _Segmented:
     gran = granularity(gran_level)
     h, w = source.shape[:2]
     wh, ww = working_size(h, w, max_side_px)
     work = resize_rgb(source, wh, ww)
     t = time.perf_counter()
-    candidates = seg.segment_everything(work, gran.level, progress=progress)
+    if classes is None:
+        candidates = seg.segment_everything(work, gran.level, progress=progress)
+    else:  # only segmenters that know classes take a vocabulary (checked by check_classes)
+        candidates = seg.segment_everything(work, gran.level, progress=progress, classes=classes)
     timings = {"segment": time.perf_counter() - t}
     settings = {
         "segmenter": seg.name,
@@ -110,6 +122,8 @@ def _segment(
         "working_size": {"width": ww, "height": wh},
         "candidates": len(candidates),
     }
+    if classes is not None:
+        settings["classes"] = list(classes)
     if hasattr(seg, "amg"):
         settings["amg"] = dataclasses.asdict(seg.amg)
     return _Segmented(source, candidates, style, refine_options_for(gran.level, refine_options), settings, timings)
@@ -129,15 +143,17 @@ def _refine_and_draw(s: _Segmented) -> MarkResult:
 
 
 def _setup(
-    segmenter: str | Segmenter, granularity_level: int | str, max_side_px: int, device: str, checkpoint: str | None
-) -> tuple[Segmenter, float]:
-    """Check the arguments, then build (or take) the segmenter: (segmenter, seconds that took)."""
+    segmenter: str | Segmenter, granularity_level: int | str, max_side_px: int, device: str, checkpoint: str | None,
+    classes: str | Iterable[str] | None = None,
+) -> tuple[Segmenter, float, list[str] | None]:
+    """Check the arguments, then build (or take) the segmenter: (segmenter, seconds that took,
+    the class vocabulary checked against it)."""
     granularity(granularity_level)
     if max_side_px < MIN_SIDE_PX:
         raise ValueError(f"max_side_px must be >= {MIN_SIDE_PX}, got {max_side_px}")
     t = time.perf_counter()
     seg = cached_segmenter(segmenter, device, checkpoint) if isinstance(segmenter, str) else segmenter
-    return seg, time.perf_counter() - t
+    return seg, time.perf_counter() - t, check_classes(seg, classes)
 
 
 def mark(
@@ -151,6 +167,7 @@ def mark(
     device: str = "auto",
     checkpoint: str | None = None,
     progress: ProgressFn | None = None,
+    classes: str | Iterable[str] | None = None,
 ) -> MarkResult:
     """Automatic Set-of-Mark: segment everything, clean, number and draw.
 
@@ -158,10 +175,13 @@ def mark(
     (see `som segmenters`) or a built segmenter. granularity_level: 1 parts .. 3 wholes.
     Images larger than max_side_px are segmented at that size; masks and the picture
     come back at the original size. For many images, `mark_many` keeps the model busy.
+    classes: an open vocabulary ("mug, laptop" or a list) for a segmenter that names what it
+    finds (`knows_classes`, e.g. seem); others raise ValueError. The marks then carry
+    `regions.categories`; `MarkStyle(names=True)` prints them beside the numbers.
     """
     source = _load(image)  # a bad image or argument fails before the model loads
-    seg, load_s = _setup(segmenter, granularity_level, max_side_px, device, checkpoint)
-    s = _segment(source, seg, granularity_level, style, refine_options, max_side_px, progress)
+    seg, load_s, classes = _setup(segmenter, granularity_level, max_side_px, device, checkpoint, classes)
+    s = _segment(source, seg, granularity_level, style, refine_options, max_side_px, progress, classes)
     s.timings = {"load": load_s, **s.timings}
     return _refine_and_draw(s)
 
@@ -176,6 +196,7 @@ def mark_many(
     max_side_px: int = DEFAULT_MAX_SIDE_PX,
     device: str = "auto",
     checkpoint: str | None = None,
+    classes: str | Iterable[str] | None = None,
 ) -> Iterator[tuple[ImageLike, MarkResult | Exception]]:
     """`mark` for many images, pipelined: while image i is refined, laid out and drawn (on the
     host) image i+1 is segmented (on the model's device), so a GPU does not wait for the host.
@@ -184,12 +205,13 @@ def mark_many(
     fails yields (image, the exception) and the others go on (a batch skips a bad file);
     argument mistakes raise before any image is read.
     """
-    seg, _ = _setup(segmenter, granularity_level, max_side_px, device, checkpoint)
+    seg, _, classes = _setup(segmenter, granularity_level, max_side_px, device, checkpoint, classes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="som-draw") as host:
         pending: tuple[ImageLike, Future | Exception] | None = None
         for image in images:
             try:
-                segmented = _segment(_load(image), seg, granularity_level, style, refine_options, max_side_px, None)
+                segmented = _segment(_load(image), seg, granularity_level, style, refine_options, max_side_px, None,
+                                     classes)
                 job: Future | Exception = host.submit(_refine_and_draw, segmented)
             except Exception as e:  # this image failed to load or segment; the batch goes on
                 job = e

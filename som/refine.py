@@ -33,7 +33,7 @@ import numpy as np
 
 from som import cropmask
 from som.nest import NestOptions, nest, preference_order, tree_order
-from som.regions import Regions
+from som.regions import Regions, take_fields
 from som.threads import map_ordered
 
 __all__ = ["RefineOptions", "refine", "deoverlap", "clean_masks", "order_regions"]
@@ -254,7 +254,7 @@ def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Region
     Nested (`options.nested`): wholes keep their full masks and contain their parts
     (`som.nest`: a laminar family, `parent` set); the order is depth first, each region right
     before its children, siblings by area descending, then box top, box left.
-    Scores follow their regions; xyxy is recomputed from the final masks;
+    Scores and class names follow their regions; xyxy is recomputed from the final masks;
     labels/anchors/label boxes are cleared (`som.layout.place_labels` sets them).
     """
     if not isinstance(regions, Regions):
@@ -269,8 +269,7 @@ def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Region
     boxes, crops = boxes[index], [crops[i] for i in index]
     if options.nested:
         boxes, crops, index, parent = _refine_nested(regions, options, boxes, crops, index, min_area, max_island)
-        scores = None if regions.scores is None else regions.scores[index]
-        return Regions(crops, boxes, (h, w), parent=parent, scores=scores)
+        return Regions(crops, boxes, (h, w), parent=parent, **_kept_fields(regions, index))
 
     boxes, crops, changed = deoverlap_crops(boxes, crops, h, w)
 
@@ -293,5 +292,11 @@ def refine(regions: Regions, options: RefineOptions = RefineOptions()) -> Region
         # only regions whose box meets a dropped one can change (filling never splits a mask).
         boxes, crops = _fill_unclaimed_holes(boxes, crops, max_hole, h, w, only=_touching(boxes, freed))
 
-    scores = None if regions.scores is None else regions.scores[index]
-    return Regions(crops, boxes, (h, w), scores=scores)
+    return Regions(crops, boxes, (h, w), **_kept_fields(regions, index))
+
+
+def _kept_fields(regions: Regions, index: np.ndarray) -> dict:
+    """Scores and class names of the input regions at `index` (what refine keeps; labels,
+    anchors and label boxes are made again by layout)."""
+    fields = regions.per_region_fields()
+    return take_fields({k: fields[k] for k in ("scores", "categories", "category_scores")}, index)

@@ -31,6 +31,19 @@ from som.cropmask import masks_to_xyxy, nearest_source
 __all__ = ["Regions", "masks_to_xyxy"]
 
 
+def take_fields(fields: dict[str, Any], index: np.ndarray) -> dict[str, Any]:
+    """Per-region fields (`Regions.per_region_fields`) of the regions at `index`, in that order."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            out[name] = None
+        elif isinstance(value, list):
+            out[name] = [value[int(i)] for i in index]
+        else:
+            out[name] = value[index]
+    return out
+
+
 def _depths(parent: np.ndarray) -> np.ndarray:
     """(N,) int64 depth of each node of a forest given by parent indices (-1: root)."""
     d = np.zeros(len(parent), np.int64)
@@ -55,6 +68,9 @@ class Regions:
     labels:      N strings ("1".."N" or "a"..) once marked, else None.
     anchors_xy:  (N, 2) int32 pixel (x, y) each label is centred on, else None.
     label_xyxy:  (N, 4) float32 box of each drawn label, else None.
+    categories:  N class names ("dog") from a segmenter that names what it finds (SEEM), else None;
+                 "" for a region it did not name (e.g. one added by a click among named ones).
+    category_scores: (N,) float32 confidence of each class name (NaN where none), else None.
 
     Build with `from_masks` (full-frame masks) or `from_crops` (any crops; tightened).
     """
@@ -67,6 +83,8 @@ class Regions:
     labels: list[str] | None = None
     anchors_xy: np.ndarray | None = None
     label_xyxy: np.ndarray | None = None
+    categories: list[str] | None = None
+    category_scores: np.ndarray | None = None
     _areas: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +115,14 @@ class Regions:
             self.anchors_xy = np.asarray(self.anchors_xy, np.int32).reshape(n, 2)
         if self.label_xyxy is not None:
             self.label_xyxy = np.asarray(self.label_xyxy, np.float32).reshape(n, 4)
+        if self.categories is not None:
+            self.categories = ["" if c is None else str(c) for c in self.categories]
+            if len(self.categories) != n:
+                raise ValueError(f"Regions.categories has {len(self.categories)} entries for {n} regions")
+        if self.category_scores is not None:
+            self.category_scores = np.asarray(self.category_scores, np.float32).reshape(-1)
+            if len(self.category_scores) != n:
+                raise ValueError(f"Regions.category_scores has {len(self.category_scores)} entries for {n} regions")
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -170,7 +196,8 @@ class Regions:
     def __repr__(self) -> str:
         h, w = self.image_hw
         nested = int((self.parent >= 0).sum())
-        return f"Regions(n={len(self)}, image_hw=({h}, {w}), parts={nested}, labels={self.labels})"
+        named = "" if self.categories is None else f", categories={self.categories}"
+        return f"Regions(n={len(self)}, image_hw=({h}, {w}), parts={nested}, labels={self.labels}{named})"
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -225,15 +252,20 @@ class Regions:
             cropmask.subtract(out[p], boxes[p], self.crops[k], boxes[k])
         return out
 
+    def per_region_fields(self) -> dict[str, Any]:
+        """The fields that follow their regions through any selection or resampling (scores,
+        labels, anchors, label boxes, class names), as keyword arguments for a new Regions."""
+        return {
+            "scores": self.scores, "labels": self.labels, "anchors_xy": self.anchors_xy,
+            "label_xyxy": self.label_xyxy, "categories": self.categories, "category_scores": self.category_scores,
+        }
+
     def visible(self) -> "Regions":
-        """The visible parts as a flat Regions (same order, boxes tightened; labels, anchors and
-        scores kept): what fills and labels use."""
+        """The visible parts as a flat Regions (same order, boxes tightened; labels, anchors,
+        scores and class names kept): what fills and labels use."""
         if not self.nested:
             return self
-        return Regions.from_crops(
-            self.boxes_px, self.visible_crops(), self.image_hw,
-            scores=self.scores, labels=self.labels, anchors_xy=self.anchors_xy, label_xyxy=self.label_xyxy,
-        )
+        return Regions.from_crops(self.boxes_px, self.visible_crops(), self.image_hw, **self.per_region_fields())
 
     def __getitem__(self, index: Any) -> "Regions":
         """Select regions by int, slice, index array or bool array (keeps the order given).
@@ -249,16 +281,12 @@ class Regions:
             while p >= 0 and p not in where:
                 p = int(self.parent[p])
             parent[j] = where.get(p, -1)
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
         return Regions(
             crops=[self.crops[i] for i in index],
             xyxy=self.xyxy[index],
             image_hw=self.image_hw,
             parent=parent,
-            scores=pick(self.scores),
-            labels=None if self.labels is None else [self.labels[i] for i in index],
-            anchors_xy=pick(self.anchors_xy),
-            label_xyxy=pick(self.label_xyxy),
+            **take_fields(self.per_region_fields(), index),
         )
 
     def replace(self, **changes: Any) -> "Regions":
@@ -319,19 +347,30 @@ class Regions:
         label_xyxy = None
         if self.label_xyxy is not None:
             label_xyxy = self.label_xyxy * np.array([sx, sy, sx, sy], np.float32)
-        return Regions(
-            crops, boxes, (height, width), parent=self.parent, scores=self.scores, labels=self.labels,
-            anchors_xy=anchors, label_xyxy=label_xyxy,
-        )
+        fields = {**self.per_region_fields(), "anchors_xy": anchors, "label_xyxy": label_xyxy}
+        return Regions(crops, boxes, (height, width), parent=self.parent, **fields)
 
     # ---- interop ------------------------------------------------------
     def to_detections(self):
-        """A `supervision.Detections` with the full masks, boxes and scores (needs supervision)."""
+        """A `supervision.Detections` with the full masks, boxes and scores (needs supervision).
+
+        data: "parent"; "label" (the marks) once labelled; "class_name" the class names when the
+        segmenter named the regions (else the marks, so supervision's annotators print them),
+        with `class_id` numbering the distinct names and "category_score" their confidences."""
         try:
             import supervision as sv
         except ImportError as e:  # pragma: no cover - optional
             raise ImportError("to_detections needs supervision: pip install supervision") from e
-        data = {"parent": self.parent.copy()}
+        data: dict[str, np.ndarray] = {"parent": self.parent.copy()}
+        class_id = None
         if self.labels is not None:
+            data["label"] = np.array(self.labels)
             data["class_name"] = np.array(self.labels)
-        return sv.Detections(xyxy=self.xyxy.copy(), mask=self.full_masks(), confidence=self.scores, data=data)
+        if self.categories is not None:
+            names = np.array(self.categories)
+            data["class_name"] = names
+            class_id = np.unique(names, return_inverse=True)[1].astype(int) if len(names) else np.zeros(0, int)
+        if self.category_scores is not None:
+            data["category_score"] = self.category_scores.copy()
+        return sv.Detections(xyxy=self.xyxy.copy(), mask=self.full_masks(), confidence=self.scores,
+                             class_id=class_id, data=data)

@@ -137,3 +137,24 @@ def test_wrong_checkpoint_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a usable vit_b SAM checkpoint"):
         build_segmenter("sam-vit-b", checkpoint=bad, device="cpu")
+
+
+def test_segmenter_options_from_environment_and_flag(monkeypatch):
+    from som.cli import build_parser, marking_kwargs
+    from som.segmenters import OPTIONS_ENV, configured_options, parse_option
+
+    monkeypatch.setenv(OPTIONS_ENV, "mobile-sam.points_per_side=12 superpixel.compactness=5.5")
+    assert configured_options("mobile-sam") == {"points_per_side": 12}
+    assert parse_option("mobile-sam.crop_mode=fast") == ("mobile-sam", "crop_mode", "fast")
+    args = build_parser().parse_args(["mark", "x.jpg", "--segmenter-option", "mobile-sam.max_points=40"])
+    marking_kwargs(args)
+    assert configured_options("mobile-sam") == {"points_per_side": 12, "max_points": 40}
+    seg = build_segmenter("mobile-sam", device="cpu")  # the environment reaches the builder
+    assert seg.amg.points_per_side == 12 and seg.amg.max_points == 40
+    with pytest.raises(ValueError, match="NAME.KEY=VALUE"):
+        parse_option("points_per_side=12")
+    with pytest.raises(ValueError, match="unknown segmenter 'nosuch'"):
+        parse_option("nosuch.x=1")
+    monkeypatch.setenv(OPTIONS_ENV, "mobile-sam.no_such_option=1")
+    with pytest.raises(ValueError, match="no_such_option"):
+        build_segmenter("mobile-sam", device="cpu")

@@ -48,6 +48,7 @@ DEFAULT_PORT = 7861
 MAX_SIDE_PX = 2048  # larger uploads are scaled down: marks, highlight and LLM image all use this size
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 MENTION_HEADERS = ["mark", "area px", "x1", "y1", "x2", "y2"]
+CLASS_HEADER = "class"
 REMARK_NOTE = (
     "The image has been marked again since the earlier messages: its regions and their marks changed, "
     "so mark numbers in earlier messages may now name other regions. Use only the marks of the latest image."
@@ -227,6 +228,18 @@ def example_images() -> list[str]:
 
 
 # ---------------------------------------------------------------- one user's chat, no Gradio
+def _append_names(kept, new) -> dict:
+    """categories / category_scores of `kept` followed by those of `new`'s first region (a click);
+    None when neither has names, "" / NaN for the side without."""
+    if kept.categories is None and new.categories is None:
+        return {"categories": None, "category_scores": None}
+    old_names = kept.categories if kept.categories is not None else [""] * len(kept)
+    old_scores = kept.category_scores if kept.category_scores is not None else np.full(len(kept), np.nan)
+    name = new.categories[0] if new.categories is not None and len(new) else ""
+    score = new.category_scores[0] if new.category_scores is not None and len(new) else np.nan
+    return {"categories": [*old_names, name], "category_scores": [*old_scores, score]}
+
+
 @dataclass
 class ChatSession:
     """One user's image, marks and conversation.
@@ -338,11 +351,15 @@ class ChatSession:
                 subtract(c, b, new_crop, new_box)
             rest.append(c)
         keep = np.array([np.count_nonzero(c) >= max(1, min_px) for c in rest], bool)
-        kept = Regions(rest, old.boxes_px, (h, w), parent=old.parent)[np.flatnonzero(keep)]
-        kept = Regions.from_crops(kept.boxes_px, kept.crops, (h, w), parent=kept.parent)
+        names = {"categories": old.categories, "category_scores": old.category_scores}
+        kept = Regions(rest, old.boxes_px, (h, w), parent=old.parent, **names)[np.flatnonzero(keep)]
+        kept = Regions.from_crops(kept.boxes_px, kept.crops, (h, w), parent=kept.parent,
+                                  categories=kept.categories, category_scores=kept.category_scores)
         marked = Regions(
             [*kept.crops, new_crop], np.concatenate([kept.boxes_px, new_box[None]]), (h, w),
             parent=np.concatenate([kept.parent, [-1]]),
+            # the clicked mark's class name, if the segmenter gave one ("" beside named marks if not)
+            **_append_names(kept, new),
         )
         with segmenters.lock:
             result = mark_regions(self.source, marked, style=marks.style, refine_options=None)
@@ -362,11 +379,24 @@ class ChatSession:
         return None if self.marks is None else self.marks.image
 
     def mention_rows(self) -> list[list]:
+        """The marks the last answer names: MENTION_HEADERS, then their class names last when the
+        segmenter named some of them (CLASS_HEADER)."""
         if not self.labels or self.marks is None:
             return []
         chosen = self.marks.regions.select_labels(self.labels)
         areas = chosen.areas
-        return [[lab, int(a), *[int(round(float(v))) for v in box]] for lab, a, box in zip(chosen.labels, areas, chosen.xyxy)]
+        rows = [[lab, int(a), *[int(round(float(v))) for v in box]] for lab, a, box in zip(chosen.labels, areas, chosen.xyxy)]
+        if chosen.categories is not None and any(chosen.categories):
+            rows = [[*row, cat] for row, cat in zip(rows, chosen.categories)]
+        return rows
+
+    def mention_table(self):
+        """`mention_rows` with its column names, for the page's table."""
+        import pandas as pd
+
+        rows = self.mention_rows()
+        headers = MENTION_HEADERS + ([CLASS_HEADER] if rows and len(rows[0]) > len(MENTION_HEADERS) else [])
+        return pd.DataFrame(rows, columns=headers)
 
     def mention_note(self) -> str:
         if self.marks is None:
@@ -467,7 +497,7 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
         return f"*{t.description}.*{need}"
 
     def marks_outputs(session: ChatSession, status: str):
-        return (session.picture(), status, session.display, session.mention_note(), session.mention_rows(), session)
+        return (session.picture(), status, session.display, session.mention_note(), session.mention_table(), session)
 
     def fail_outputs(session: ChatSession, e: Exception):
         if not isinstance(e, (UserError, ValueError)):
@@ -531,12 +561,12 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
     def on_show_marks(state):
         session = _session(state)
         session.labels, session.highlighted = [], None
-        return session.picture(), session.mention_note(), session.mention_rows(), session
+        return session.picture(), session.mention_note(), session.mention_table(), session
 
     def on_clear(state):
         session = _session(state)
         session.clear_chat()
-        return session.display, session.picture(), session.mention_note(), session.mention_rows(), session
+        return session.display, session.picture(), session.mention_note(), session.mention_table(), session
 
     def on_ask(message, template_name, base_url, model, api_key, state):
         session = _session(state)
@@ -548,11 +578,11 @@ def build_app(defaults: ChatDefaults = ChatDefaults(), limits: Any = None):
         except Exception as e:  # noqa: BLE001 - no key, bad template: say so in the chat
             session.display.append({"role": "user", "content": (message or "").strip() or "…"})
             session.display.append({"role": "assistant", "content": error_text(e, secrets)})
-            yield "", session.display, session.picture(), session.mention_note(), session.mention_rows(), status, session
+            yield "", session.display, session.picture(), session.mention_note(), session.mention_table(), status, session
             return
         for _ in session.ask(message, template, client, secrets):
             yield "", session.display, gr.skip(), gr.skip(), gr.skip(), gr.skip(), session
-        yield "", session.display, session.picture(), session.mention_note(), session.mention_rows(), status, session
+        yield "", session.display, session.picture(), session.mention_note(), session.mention_table(), status, session
 
     def on_endpoint(base_url, model, api_key):
         return endpoint_note(defaults, base_url or "", model or "", api_key or "")

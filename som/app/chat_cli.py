@@ -14,14 +14,15 @@ from typing import Any
 
 
 def add_chat_options(p: argparse.ArgumentParser) -> None:
-    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
-
     from som.app.cli import add_server_options
+    from som.cli import add_segmenter_option_flag
+    from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_HELP, SPECS
 
     add_server_options(p, 7861)
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
     p.add_argument("--granularity", default=str(DEFAULT_LEVEL), help=GRANULARITY_HELP)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    add_segmenter_option_flag(p)
     p.add_argument("--base-url", help="default endpoint, e.g. http://localhost:11434/v1 (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", help="default model (default: $SOM_MODEL, else gpt-4o)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
@@ -39,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from som.app.chat import ChatDefaults, launch
     from som.app.serving import limits_from_args
-    from som.segmenters import granularity
+    from som.segmenters import add_configured_options, granularity
 
     try:
         limits = limits_from_args(args)
+        add_configured_options(args.segmenter_option)
         level = granularity(args.granularity).level
         if args.templates_file:
             from som.llm.templates import load_templates

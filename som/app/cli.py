@@ -23,11 +23,13 @@ def add_server_options(p: argparse.ArgumentParser, default_port: int) -> None:
 
 
 def add_app_options(p: argparse.ArgumentParser) -> None:
+    from som.cli import add_segmenter_option_flag
     from som.segmenters import DEFAULT_SEGMENTER, SPECS
 
     add_server_options(p, 7860)
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, choices=sorted(SPECS), help="default: %(default)s")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    add_segmenter_option_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from som.app.serving import limits_from_args
     from som.app.toolbox import launch
+    from som.segmenters import add_configured_options
 
     try:
         limits = limits_from_args(args)
+        add_configured_options(args.segmenter_option)
     except ValueError as e:
         print(f"som: error: {e}", file=sys.stderr)
         return 2

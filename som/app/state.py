@@ -19,6 +19,11 @@ Rules of interactive editing:
   mark adds nothing and names the mark (clicking a part names the part, not its whole);
 * "+/- point to last region" re-decodes the last gesture's prompts with the
   extra point, so a region can be grown or trimmed;
+* with a segmenter that has mask choices (`segment_prompt_choices`: SAM's 3, Semantic-SAM's
+  6, small to large), a click or box adds the middle choice (`middle_choice`: 3 -> the 2nd,
+  6 -> the 3rd) and "Larger" / "Smaller" replace the last region with the next choice, by
+  the same rules as a new gesture (as if the last region were undone and the choice added);
+  any other change ends the stepping;
 * undo removes the last region, clear removes all;
 * a gesture whose free part is below the minimum area adds nothing and says why.
 """
@@ -43,7 +48,7 @@ from som.regions import Regions
 
 MAX_SIDE_PX = 2048  # larger uploads are worked on (and downloaded) at this size
 MIN_SIDE_PX = 16
-MARK_TYPES = ("Mark", "Mask", "Box", "Contour")
+MARK_TYPES = ("Mark", "Mask", "Box", "Contour", "Names")  # Names: class names beside the labels, where known
 LABEL_MODES = {"Number": "number", "Alphabet": "alphabet"}
 STROKE_POINTS = 8  # prompts sampled along a painted stroke
 
@@ -71,7 +76,7 @@ def make_style(marks: list[str] | tuple[str, ...], label_mode: str = "Number", a
     unknown = chosen - {m.lower() for m in MARK_TYPES}
     if unknown:
         raise UserError(f"unknown mark type(s) {sorted(unknown)}; choose from {', '.join(MARK_TYPES)}")
-    if not chosen:
+    if not chosen - {"names"}:
         raise UserError("choose at least one mark type (Mark, Mask, Box or Contour)")
     mode = LABEL_MODES.get(str(label_mode).capitalize(), str(label_mode).lower())
     if mode not in LABEL_MODES.values():
@@ -81,7 +86,7 @@ def make_style(marks: list[str] | tuple[str, ...], label_mode: str = "Number", a
         raise UserError(f"alpha must be between 0 and 1, got {alpha}")
     return MarkStyle(
         mark="mark" in chosen, mask="mask" in chosen, box="box" in chosen, contour="contour" in chosen,
-        alpha=alpha, label_mode=mode,
+        alpha=alpha, label_mode=mode, names="names" in chosen,
     )
 
 
@@ -136,12 +141,15 @@ def polyline_mask(points_xy: np.ndarray, height: int, width: int, thickness: int
 
 @dataclass
 class Gesture:
-    """What made a region: 'auto', or the prompts of 'point' / 'box' / 'stroke'."""
+    """What made a region: 'auto', the prompts of 'point' / 'box' / 'stroke', or a 'text' prompt."""
 
     kind: str
     points_xy: list[list[float]] = field(default_factory=list)
     point_labels: list[int] = field(default_factory=list)
     box_xyxy: list[float] | None = None
+    choice: int | None = None  # which of the segmenter's mask choices (0 = smallest), if it has them
+    n_choices: int | None = None
+    text: str | None = None  # the words of a text prompt
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,15 +160,28 @@ class Rendered:
     """What the page shows after an action."""
 
     canvas_path: str | None  # marked image with gesture hints (points, box corner)
-    rows: list[list]  # mark table
+    rows: list[list]  # mark table, columns `headers`
     status: str
     marked_png: str | None
     marks_json: str | None
     clean_png: str | None
     warning: str | None = None
+    headers: list[str] = field(default_factory=lambda: list(TABLE_HEADERS))
+
+
+@dataclass
+class ChoiceLadder:
+    """The mask choices of the last added region (small to large) and which one it shows.
+    Valid while the session's `version` is still `version` (any other change ends it)."""
+
+    choices: Regions
+    index: int
+    label: int
+    version: int
 
 
 TABLE_HEADERS = ["label", "part of", "area", "x1", "y1", "x2", "y2", "score", "made by"]
+CLASS_HEADER = "class"  # one more column, last (clients read columns by position), when some mark has a class
 
 
 @dataclass
@@ -172,6 +193,8 @@ class ToolboxSession:
     label_map: np.ndarray | None = None  # (H, W) int32 visible parts: 0 = background, k = region k
     parents: list[int] = field(default_factory=list)  # region k's parent label, 0 for a root
     scores: list[float] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)  # region k's class name, "" when none
+    category_scores: list[float] = field(default_factory=list)  # its confidence, NaN when none
     gestures: list[Gesture] = field(default_factory=list)
     segmenters_used: list[str] = field(default_factory=list)
     auto_settings: dict | None = None
@@ -180,6 +203,7 @@ class ToolboxSession:
     temp_root: str | None = None  # parent of workdir (the app instance's folder); None: app_temp_root()
     version: int = 0  # bumps on every change: names of written files
     _drawn: tuple | None = field(default=None, repr=False)  # (MarkResult, MarkStyle) of the last render
+    _ladder: ChoiceLadder | None = field(default=None, repr=False)  # mask choices of the last region
     # one user's quick clicks may run at once (page clicks bypass the queue): one change at a time
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
@@ -228,6 +252,7 @@ class ToolboxSession:
         h, w = self.require_image().shape[:2]
         self.label_map = np.zeros((h, w), np.int32)
         self.scores, self.gestures, self.segmenters_used, self.parents = [], [], [], []
+        self.categories, self.category_scores = [], []
         self.auto_settings, self.box_corner = None, None
         self.version += 1
 
@@ -243,6 +268,8 @@ class ToolboxSession:
         self.parents = [parent if p == k else p for p in self.parents]
         self.gestures.pop()
         self.scores.pop()
+        self.categories.pop()
+        self.category_scores.pop()
         self.segmenters_used.pop()
         self.version += 1
         return True
@@ -264,7 +291,12 @@ class ToolboxSession:
         """The current regions in label order (visible parts disjoint, parents set)."""
         self.require_image()
         parent = np.array([p - 1 for p in self.parents], np.int32)
-        return Regions.from_visible_map(self.label_map, parent, scores=np.asarray(self.scores, np.float32))
+        named = any(self.categories)
+        return Regions.from_visible_map(
+            self.label_map, parent, scores=np.asarray(self.scores, np.float32),
+            categories=list(self.categories) if named else None,
+            category_scores=np.asarray(self.category_scores, np.float32) if named else None,
+        )
 
     def set_automatic(self, regions: Regions, settings: dict) -> None:
         """Replace all regions with an automatic result (flat or nested, in label order)."""
@@ -275,6 +307,10 @@ class ToolboxSession:
         self.parents = [int(p) + 1 for p in regions.parent]
         n = len(regions)
         self.scores = [1.0] * n if regions.scores is None else [float(s) for s in regions.scores]
+        self.categories = [""] * n if regions.categories is None else list(regions.categories)
+        self.category_scores = (
+            [float("nan")] * n if regions.category_scores is None else [float(s) for s in regions.category_scores]
+        )
         self.gestures = [Gesture("auto") for _ in range(n)]
         self.segmenters_used = [settings.get("segmenter") or "?"] * n
         self.auto_settings = settings
@@ -295,13 +331,35 @@ class ToolboxSession:
             mask = clean_masks(mask[None], 0, min(crumbs, max(1, min_area_px - 1)))[0]
         return mask
 
-    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def _prompts(gesture: Gesture) -> dict:
         pts = np.asarray(gesture.points_xy, np.float32).reshape(-1, 2) if gesture.points_xy else None
         lbl = np.asarray(gesture.point_labels, np.int64) if gesture.points_xy else None
         box = np.asarray(gesture.box_xyxy, np.float32) if gesture.box_xyxy is not None else None
-        out = segmenter.segment_prompts(self.source, points_xy=pts, point_labels=lbl, box_xyxy=box)
-        score = 1.0 if out.scores is None else float(out.scores[0])
-        return out.mask(0) if len(out) else np.zeros(self.source.shape[:2], bool), score
+        return {"points_xy": pts, "point_labels": lbl, "box_xyxy": box}
+
+    @staticmethod
+    def _about(regions: Regions, k: int) -> dict:
+        """Score and class name of region k of a segmenter's answer, as `_add_mask` takes them."""
+        return {
+            "score": 1.0 if regions.scores is None else float(regions.scores[k]),
+            "category": "" if regions.categories is None else regions.categories[k],
+            "category_score": float("nan") if regions.category_scores is None else float(regions.category_scores[k]),
+        }
+
+    def _segment(self, segmenter, gesture: Gesture) -> tuple[np.ndarray, dict]:
+        """(H, W) mask of a gesture and what `_about` says of it."""
+        out = segmenter.segment_prompts(self.source, **self._prompts(gesture))
+        if not len(out):
+            return np.zeros(self.source.shape[:2], bool), {"score": 1.0}
+        return out.mask(0), self._about(out, 0)
+
+    def _choices(self, segmenter, gesture: Gesture) -> Regions | None:
+        """The segmenter's mask choices for a click or box, small to large (None: it has none)."""
+        if gesture.kind not in ("point", "box") or not hasattr(segmenter, "segment_prompt_choices"):
+            return None
+        out = segmenter.segment_prompt_choices(self.source, **self._prompts(gesture))
+        return out if len(out) else None
 
     def _check_xy(self, x: float, y: float) -> tuple[float, float]:
         h, w = self.require_image().shape[:2]
@@ -314,10 +372,66 @@ class ToolboxSession:
         return x, y
 
     def add_gesture(self, segmenter, gesture: Gesture, min_area_px: int = 1) -> str:
-        """Segment one gesture into a new region with the next label; returns a status line."""
+        """Segment one gesture into a new region with the next label; returns a status line.
+        With mask choices (see the module docstring) the middle one is added."""
+        from som.segmenters.base import middle_choice
+
         self.require_image()
         self.box_corner = None
-        mask, score = self._segment(segmenter, gesture)
+        choices = self._choices(segmenter, gesture)
+        if choices is None:
+            mask, about = self._segment(segmenter, gesture)
+            return self._add_mask(mask, gesture, segmenter.name, min_area_px, **about)
+        index = middle_choice(len(choices))
+        gesture = dataclasses.replace(gesture, choice=index, n_choices=len(choices))
+        line = self._add_mask(choices.mask(index), gesture, segmenter.name, min_area_px, **self._about(choices, index))
+        self._ladder = ChoiceLadder(choices, index, self.n_regions, self.version)
+        return line + self._choice_note(index, len(choices))
+
+    @staticmethod
+    def _choice_note(index: int, n: int) -> str:
+        if n == 1:
+            return "; the segmenter gave a single mask here"
+        return f"; mask {index + 1} of {n}, small to large (Larger / Smaller to change)"
+
+    def step_choice(self, step: int, min_area_px: int = 1) -> str:
+        """Replace the last region with its next larger (step +1) or smaller (-1) mask choice.
+
+        As if the last region were undone and that choice added by the same gesture: it may
+        become a part of another region or stop being one. At either end, or when the choice
+        would add nothing, UserError/NothingAdded and nothing changes."""
+        self.require_image()
+        self.box_corner = None
+        ladder = self._ladder
+        if ladder is None or ladder.version != self.version or ladder.label != self.n_regions:
+            raise UserError(
+                "Larger / Smaller work right after a click or box that gave mask choices "
+                "(with a segmenter such as mobile-sam); click an object first"
+            )
+        n, new = len(ladder.choices), ladder.index + int(step)
+        if not 0 <= new < n:
+            end = "largest" if step > 0 else "smallest"
+            raise NothingAdded(f"region {ladder.label} already shows the {end} of its {n} mask choices")
+        snapshot = (self.label_map.copy(), list(self.parents), list(self.gestures), list(self.scores),
+                    list(self.segmenters_used), list(self.categories), list(self.category_scores))
+        gesture, segmenter_name = self.gestures[-1], self.segmenters_used[-1]
+        self.undo()
+        try:
+            line = self._add_mask(ladder.choices.mask(new), dataclasses.replace(gesture, choice=new), segmenter_name,
+                                  min_area_px, **self._about(ladder.choices, new))
+        except NothingAdded as e:
+            (self.label_map, self.parents, self.gestures, self.scores, self.segmenters_used, self.categories,
+             self.category_scores) = snapshot
+            self.version += 1
+            self._ladder = dataclasses.replace(ladder, version=self.version)
+            raise NothingAdded(f"mask {new + 1} of {n} cannot replace region {ladder.label}: {e}") from None
+        self._ladder = ChoiceLadder(ladder.choices, new, self.n_regions, self.version)
+        return line.replace("added region", "replaced region", 1) + self._choice_note(new, n)
+
+    def _add_mask(self, mask: np.ndarray, gesture: Gesture, segmenter_name: str, min_area_px: int,
+                  score: float = 1.0, category: str = "", category_score: float = float("nan")) -> str:
+        """Add a segmented (H, W) mask as the next region by the editing rules; a status line.
+        score, category, category_score: what the segmenter said of it ("" / NaN: no class)."""
         whole = self._whole_for(mask, gesture)
         mask = self._free_part(mask, min_area_px, within=whole)
         area = int(mask.sum())
@@ -338,7 +452,9 @@ class ToolboxSession:
         self.parents.append(whole)
         self.gestures.append(gesture)
         self.scores.append(score)
-        self.segmenters_used.append(segmenter.name)
+        self.categories.append(category)
+        self.category_scores.append(category_score)
+        self.segmenters_used.append(segmenter_name)
         self.version += 1
         part = f" as a part of region {whole}" if whole else ""
         return f"added region {k} ({area} px) from a {gesture.kind}{part}"
@@ -369,6 +485,25 @@ class ToolboxSession:
             if lab == 1:
                 return int(self.label_map[int(y), int(x)])
         return 0
+
+    def add_text(self, segmenter, text: str, min_area_px: int = 1) -> str:
+        """A text prompt ("the red mug") -> one new region: what the segmenter's `segment_text`
+        finds (several masks become one region), by the same rules as a gesture."""
+        self.require_image()
+        self.box_corner = None
+        text = " ".join(str(text or "").split())
+        if not text:
+            raise UserError("type what to find, e.g. 'the red mug'")
+        if not hasattr(segmenter, "segment_text"):
+            raise UserError(
+                f"segmenter {segmenter.name!r} takes no text prompts; choose one that does (seem)"
+            )
+        found = segmenter.segment_text(self.source, text)
+        if len(found) == 0 or not found.areas.any():
+            raise NothingAdded(f"nothing added: {segmenter.name} found nothing for {text!r}")
+        mask = found.full_masks().any(axis=0)
+        best = int(np.argmax(found.scores)) if found.scores is not None else 0
+        return self._add_mask(mask, Gesture("text", text=text), segmenter.name, min_area_px, **self._about(found, best))
 
     def add_point(self, segmenter, x: float, y: float, min_area_px: int = 1) -> str:
         x, y = self._check_xy(x, y)
@@ -425,28 +560,33 @@ class ToolboxSession:
         last = self.gestures[-1]
         if last.kind == "auto":
             raise UserError(f"region {k} came from automatic mode; refine works on regions you added by hand")
+        if last.kind == "text":
+            raise UserError(f"region {k} came from a text prompt; refine works on regions you added by clicks")
         trial = Gesture(last.kind, [*last.points_xy, [x, y]], [*last.point_labels, int(bool(positive))], last.box_xyxy)
-        mask, score = self._segment(segmenter, trial)
+        mask, about = self._segment(segmenter, trial)
         mask = self._free_part(mask, min_area_px, own_label=k, within=self.parents[-1])
         area = int(mask.sum())
         if area < max(1, min_area_px):
             raise NothingAdded(f"region {k} would be empty with that point ({area} px); nothing changed")
         self.label_map[self.label_map == k] = 0
         self.label_map[mask] = k
-        self.gestures[-1], self.scores[-1] = trial, score
+        self.gestures[-1], self.scores[-1] = trial, about["score"]
+        self.categories[-1] = about.get("category", "")
+        self.category_scores[-1] = about.get("category_score", float("nan"))
         self.version += 1
         sign = "+" if positive else "-"
         return f"region {k}: {sign} point at ({x:.0f}, {y:.0f}), now {area} px"
 
     def run_automatic(self, segmenter, granularity_level, style: MarkStyle, refine_options: RefineOptions,
-                      progress=None) -> str:
-        """Segment everything (replaces all regions); returns a status line."""
+                      progress=None, classes: str | list[str] | None = None) -> str:
+        """Segment everything (replaces all regions); returns a status line. classes: an open
+        vocabulary for a segmenter that names classes (som.mark's `classes`)."""
         from som.pipeline import mark
 
         source = self.require_image()
         t = time.perf_counter()
         result = mark(source, segmenter=segmenter, granularity_level=granularity_level, style=style,
-                      refine_options=refine_options, max_side_px=MAX_SIDE_PX, progress=progress)
+                      refine_options=refine_options, max_side_px=MAX_SIDE_PX, progress=progress, classes=classes)
         self.set_automatic(result.regions, result.settings)
         secs = time.perf_counter() - t
         return f"automatic: {len(result.regions)} marks with {segmenter.name} in {secs:.1f} s"
@@ -490,8 +630,12 @@ class ToolboxSession:
             [lab, labels[p] if p >= 0 else "", int(a), *[int(round(v)) for v in box], round(float(s), 3), g.kind]
             for lab, p, a, box, s, g in zip(labels, regions.parent, regions.areas, regions.xyxy, self.scores, self.gestures)
         ]
+        headers = list(TABLE_HEADERS)
+        if any(self.categories):  # the class column only when some mark has a class, and last
+            headers.append(CLASS_HEADER)
+            rows = [[*row, cat] for row, cat in zip(rows, self.categories)]
         files = self.write_downloads() if downloads else (None, None, None)
-        return Rendered(str(canvas_path), rows, status, *files, warning)
+        return Rendered(str(canvas_path), rows, status, *files, warning, headers)
 
     def write_downloads(self) -> tuple[str, str, str]:
         """Write the last drawing as the marked PNG and the marks JSON -> (png, json, clean image) paths."""

@@ -54,6 +54,7 @@ from som.app.serving import (
 )
 from som.imageio import ImageError
 from som.segmenters import DEFAULT_LEVEL, DEFAULT_SEGMENTER, GRANULARITY_LEVELS, SPECS, availability, granularity_choices
+from som.segmenters.base import check_classes
 
 log = logging.getLogger("som.app")
 
@@ -73,12 +74,17 @@ ENDPOINTS = {
     "/mark": "(image, segmenter, granularity, marks, label_mode, alpha, min_area) one call, no session: "
     "the marked image and the marks JSON",
     "/load_image": "(image, segmenter) load an upload; starts the image embedding in the background",
-    "/segment_auto": "(segmenter, granularity, marks, label_mode, alpha, min_area) automatic marks",
+    "/segment_auto": "(segmenter, granularity, marks, label_mode, alpha, min_area, classes) automatic marks; "
+    "classes: open vocabulary 'mug, laptop' for a segmenter that names classes (seem), '' for none",
+    "/add_text": "(text, segmenter, marks, label_mode, alpha, min_area) new region from a text prompt "
+    "('the red mug'; segmenters with text prompts, e.g. seem)",
     "/add_point": "(x, y, segmenter, marks, label_mode, alpha, min_area) new region from a positive point",
     "/refine_last": "(x, y, positive, segmenter, marks, label_mode, alpha, min_area) +/- point on the last region",
     "/add_box": "(x1, y1, x2, y2, segmenter, marks, label_mode, alpha, min_area) new region from a box",
     "/add_stroke": "(stroke, segmenter, marks, label_mode, alpha, min_area) new region from a polyline "
     "'[[x, y], ...]'",
+    "/larger": "(marks, label_mode, alpha, min_area) the last click's region -> its next larger mask choice",
+    "/smaller": "(marks, label_mode, alpha, min_area) the last click's region -> its next smaller mask choice",
     "/undo": "(marks, label_mode, alpha) remove the last region",
     "/clear": "(marks, label_mode, alpha) remove all regions",
     "/restyle": "(marks, label_mode, alpha) redraw with other mark types / labels / alpha",
@@ -186,16 +192,23 @@ def _min_area_px(session: ToolboxSession, min_area: float) -> int:
     return make_refine_options(min_area).min_area(h, w)
 
 
+def _table(r: Rendered):
+    """The mark table with its columns (a class column appears when some mark has a class)."""
+    import pandas as pd
+
+    return pd.DataFrame(r.rows, columns=r.headers)
+
+
 def _present(session: ToolboxSession, r: Rendered):
     if r.warning:
         gr.Warning(r.warning)
-    return r.canvas_path, r.rows, r.status, r.marked_png, r.marks_json, r.clean_png, session
+    return r.canvas_path, _table(r), r.status, r.marked_png, r.marks_json, r.clean_png, session
 
 
 def _present_view(session: ToolboxSession, r: Rendered):
     if r.warning:
         gr.Warning(r.warning)
-    return r.canvas_path, r.rows, r.status, session
+    return r.canvas_path, _table(r), r.status, session
 
 
 def _empty_outputs(session: ToolboxSession, status: str):
@@ -253,8 +266,9 @@ class Handlers:
 
     # automatic -----------------------------------------------------------
     def segment_auto(self, segmenter: str, granularity: float, marks: list[str], label_mode: str, alpha: float,
-                     min_area: float, state: ToolboxSession | None, progress=gr.Progress()):
-        """Segment everything at the chosen granularity; replaces the current regions."""
+                     min_area: float, classes: str | None, state: ToolboxSession | None, progress=gr.Progress()):
+        """Segment everything at the chosen granularity; replaces the current regions. classes: a
+        comma list (open vocabulary) for a segmenter that names classes, '' for none."""
         session = self._session(state)
         session.require_image()
         style = make_style(marks, label_mode, alpha)
@@ -264,6 +278,7 @@ class Handlers:
             raise UserError(f"granularity must be one of {sorted(GRANULARITY_LEVELS)}, got {granularity}")
         progress(0.0, desc=f"loading {segmenter}")
         seg = self.pool.get(segmenter)
+        vocabulary = check_classes(seg, classes)  # refused before any work when the segmenter knows none
 
         def report(fraction: float, message: str) -> None:
             progress(min(max(float(fraction), 0.0), 1.0), desc=message)
@@ -271,7 +286,7 @@ class Handlers:
         if self.gate.running >= self.gate.max_jobs:
             progress(0.0, desc="waiting for a free slot")
         with self.gate.slot():
-            line = session.run_automatic(seg, level, style, options, progress=report)
+            line = session.run_automatic(seg, level, style, options, progress=report, classes=vocabulary)
         progress(1.0, desc="drawing marks")
         rendered = session.render(style, _status(session, line))
         if session.n_regions == 0:
@@ -315,6 +330,13 @@ class Handlers:
         s = self._session(state)
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
                              lambda seg, mn: s.refine_last(seg, x, y, bool(positive), mn))
+
+    def add_text(self, text: str, segmenter: str, marks: list[str], label_mode: str, alpha: float,
+                 min_area: float, state: ToolboxSession | None):
+        """New region from a text prompt ('the red mug'), for segmenters with text prompts."""
+        s = self._session(state)
+        return self._gesture(s, segmenter, marks, label_mode, alpha, min_area,
+                             lambda seg, mn: s.add_text(seg, text, mn))
 
     def add_box(self, x1: float, y1: float, x2: float, y2: float, segmenter: str, marks: list[str],
                 label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
@@ -373,6 +395,27 @@ class Handlers:
         return self._gesture(s, segmenter, marks, label_mode, alpha, min_area, actions[kind], view_only=True)
 
     # editing ---------------------------------------------------------------
+    def step_choice(self, step: int, marks: list[str], label_mode: str, alpha: float, min_area: float,
+                    state: ToolboxSession | None):
+        """The last click's region becomes its next larger (step 1) or smaller (-1) mask choice."""
+        s = self._session(state)
+        s.require_image()
+        style = make_style(marks, label_mode, alpha)
+        with s.lock:
+            try:
+                line = s.step_choice(int(step), _min_area_px(s, min_area))
+            except NothingAdded as e:
+                return _present(s, s.render(style, _status(s, str(e)), warning=str(e)))
+            return _present(s, s.render(style, _status(s, line)))
+
+    def larger(self, marks: list[str], label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
+        """The last click's region -> its next larger mask choice."""
+        return self.step_choice(1, marks, label_mode, alpha, min_area, state)
+
+    def smaller(self, marks: list[str], label_mode: str, alpha: float, min_area: float, state: ToolboxSession | None):
+        """The last click's region -> its next smaller mask choice."""
+        return self.step_choice(-1, marks, label_mode, alpha, min_area, state)
+
     def undo(self, marks: list[str], label_mode: str, alpha: float, state: ToolboxSession | None):
         """Remove the last region."""
         s = self._session(state)
@@ -425,7 +468,8 @@ HELP = """
 # Set-of-Mark toolbox
 Upload an image (or pick an example). **Run automatic** marks everything; or **click the
 marked image** to add regions one by one (each click = one region, numbered next; existing
-marks keep their numbers and pixels). Download the marked PNG, the marks JSON (same format as
+marks keep their numbers and pixels). **Larger** / **Smaller** step the last click's region
+through the segmenter's mask choices, from parts to wholes. Download the marked PNG, the marks JSON (same format as
 `som mark`) or the clean image.
 """
 
@@ -462,11 +506,20 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                                             "parts inside them (automatic mode)")
                 run_btn = gr.Button("Run automatic", variant="primary", elem_id="som-run")
                 with gr.Accordion("Marks", open=True):
-                    marks = gr.CheckboxGroup(list(MARK_TYPES), value=DEFAULT_MARKS, label="Mark types")
+                    marks = gr.CheckboxGroup(list(MARK_TYPES), value=DEFAULT_MARKS, label="Mark types",
+                                             info="Names: class names beside the labels, where the segmenter "
+                                                  "gives them (seem)")
                     label_mode = gr.Radio(list(LABEL_MODES), value="Number", label="Labels")
                     alpha = gr.Slider(0.0, 1.0, value=0.4, step=0.05, label="Mask alpha")
                     min_area = gr.Number(DEFAULT_MIN_AREA, label="Minimum area",
                                          info="below 1: fraction of the image; from 1 up: pixels")
+                with gr.Accordion("Classes and text (segmenters that name classes, e.g. seem)", open=False):
+                    classes = gr.Textbox("", label="Classes", placeholder="mug, laptop, window", elem_id="som-classes",
+                                         info="open vocabulary for Run automatic; empty: the segmenter's own")
+                    with gr.Row():
+                        text_in = gr.Textbox(label="Text prompt", placeholder="the red mug", elem_id="som-text",
+                                             scale=3)
+                        text_btn = gr.Button("Add as a region", size="sm", elem_id="som-text-btn", scale=1)
                 with gr.Accordion("Segmenters on this machine", open=False):
                     gr.Markdown(segmenter_table_md())
             with gr.Column(scale=3, min_width=400):
@@ -476,6 +529,8 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                                   format="png", elem_id="som-canvas", buttons=["fullscreen"], show_label=False)
                 status = gr.Markdown("Upload an image or pick an example.", label="status", elem_id="som-status")
                 with gr.Row():
+                    smaller_btn = gr.Button("Smaller", size="sm", elem_id="som-smaller")
+                    larger_btn = gr.Button("Larger", size="sm", elem_id="som-larger")
                     undo_btn = gr.Button("Undo last region", size="sm", elem_id="som-undo")
                     clear_btn = gr.Button("Clear all", size="sm", elem_id="som-clear")
                 with gr.Row():
@@ -506,7 +561,7 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
         image_in.change(wrap(h.load_image), [image_in, segmenter, state], outputs, api_name="load_image",
                         preprocess=False).then(h.editor_value, [state], [editor], api_visibility="private")
         # automatic marking: h.gate limits it (max_jobs run, max_queue wait, the next hears "busy")
-        run_btn.click(wrap(h.segment_auto), [segmenter, granularity, *look, min_area, state], outputs,
+        run_btn.click(wrap(h.segment_auto), [segmenter, granularity, *look, min_area, classes, state], outputs,
                       api_name="segment_auto", concurrency_limit=None)
         # a click in the page shows its picture first, then writes the downloads (PNG encoding
         # costs as much as the decoder); the API endpoints below return everything at once
@@ -521,8 +576,14 @@ def build_app(default_segmenter: str = DEFAULT_SEGMENTER, device: str = "auto",
                               concurrency_limit=4, show_progress_on=[status])
         api_btns["stroke"].click(wrap(h.add_stroke), [stroke_in, *common], outputs, api_name="add_stroke",
                                  concurrency_limit=4, show_progress_on=[status])
+        text_btn.click(wrap(h.add_text), [text_in, *common], outputs, api_name="add_text", concurrency_limit=4,
+                       show_progress_on=[status])
         stroke_btn.click(wrap(h.add_painted), [editor, *common], outputs, api_visibility="private",
                          concurrency_limit=4, show_progress_on=[status])
+        larger_btn.click(wrap(h.larger), [*look, min_area, state], outputs, api_name="larger", concurrency_limit=4,
+                         show_progress_on=[status])
+        smaller_btn.click(wrap(h.smaller), [*look, min_area, state], outputs, api_name="smaller", concurrency_limit=4,
+                          show_progress_on=[status])
         undo_btn.click(wrap(h.undo), [*look, state], outputs, api_name="undo", concurrency_limit=4, show_progress_on=[status])
         clear_btn.click(wrap(h.clear), [*look, state], outputs, api_name="clear", concurrency_limit=4, show_progress_on=[status])
         restyle_btn = gr.Button("restyle", visible=False)

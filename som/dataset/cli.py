@@ -69,6 +69,9 @@ def run_build(args: argparse.Namespace) -> int:
 
     try:
         kw = marking_kwargs(args)
+        if "classes" in kw:
+            raise ValueError("som dataset build takes no --classes (yet): its marks come from ground truth or "
+                             "a segmenter's own vocabulary")
         tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
         bad = [t for t in tasks if t not in TASKS]
         if bad or not tasks:

@@ -146,7 +146,8 @@ def _load(job: ImageJob) -> np.ndarray:
 
 def segment_job(job: ImageJob, cfg: BuildConfig, segmenter: Any) -> dict:
     """Segment + refine at the working size, as `som.pipeline.mark` does. Returns
-    {"labels": packed (h, w) uint16 label map (0 = none, k+1 = region k), "scores": bytes}."""
+    {"labels": packed (h, w) uint16 label map (0 = none, k+1 = region k), "scores": bytes,
+    "parents": bytes, "categories": JSON list of class names ("" when the segmenter names none)}."""
     from som.imageio import resize_rgb, working_size
     from som.pipeline import refine_options_for
     from som.refine import refine
@@ -164,6 +165,7 @@ def segment_job(job: ImageJob, cfg: BuildConfig, segmenter: Any) -> dict:
         "labels": _pack_label_map(label_map),
         "scores": scores.astype(np.float32).tobytes(),
         "parents": regions.parent.astype(np.int32).tobytes(),
+        "categories": "" if regions.categories is None else json.dumps(regions.categories),
     }
 
 
@@ -208,7 +210,10 @@ def _facts(regions, meta_by_mark: list[dict] | None, label_mode: str, complete: 
     infos = []
     for k, label in enumerate(regions.labels or []):
         x, y = regions.anchors_xy[k]
-        cat = None if meta_by_mark is None else meta_by_mark[k]["category"]
+        if meta_by_mark is not None:  # ground truth
+            cat = meta_by_mark[k]["category"]
+        else:  # a segmenter's class name (seem), when it gave one
+            cat = (regions.categories[k] or None) if regions.categories is not None else None
         p = int(regions.parent[k])
         whole = regions.labels[p] if p >= 0 else None
         infos.append(MarkInfo(label=label, category=cat, position=position_phrase(x + 0.5, y + 0.5, w, h), part_of=whole))
@@ -280,9 +285,10 @@ def finish_job(job: ImageJob, cfg: BuildConfig, segmented: dict | None = None) -
             raise ValueError("finish_job needs the segment stage's output for a segmenter dataset")
         label_map = _unpack_label_map(segmented["labels"])
         scores = np.frombuffer(segmented["scores"], np.float32)
-        parents = np.frombuffer(segmented.get("parents", b""), np.int32)
+        parents = np.frombuffer(segmented.get("parents") or b"", np.int32)
         parents = parents.copy() if len(parents) == len(scores) else np.full(len(scores), -1, np.int32)
-        regions = Regions.from_visible_map(label_map, parents, scores=scores.copy()).resized(h, w)
+        categories = json.loads(segmented["categories"]) if segmented.get("categories") else None
+        regions = Regions.from_visible_map(label_map, parents, scores=scores.copy(), categories=categories).resized(h, w)
         result = mark_regions(source, regions, style=cfg.style, refine_options=None)
         regions = result.regions
         meta_by_mark, complete = None, frozenset()

@@ -98,7 +98,7 @@ class _SegmentActor:
 
     def __call__(self, row: dict) -> dict:
         job = ImageJob.from_json(row["job"])
-        out = {"job": row["job"], "skip": "", "labels": b"", "scores": b""}
+        out = {"job": row["job"], "skip": "", "labels": b"", "scores": b"", "parents": b"", "categories": ""}
         got = _guard(lambda: segment_job(job, self.cfg, self.segmenter))
         if "skip" in got:
             out["skip"] = got["skip"]
@@ -124,7 +124,7 @@ def _finish_row(row: dict, cfg: BuildConfig) -> dict:
     out = {"name": job.name, "skip": row.get("skip", "") or "", "image": b"", "marks": "", "part": ""}
     if out["skip"]:
         return out
-    segmented = None if cfg.use_coco else {"labels": row["labels"], "scores": row["scores"]}
+    segmented = None if cfg.use_coco else {k: row.get(k) for k in ("labels", "scores", "parents", "categories")}
     got = _guard(lambda: finish_job(job, cfg, segmented))
     if "skip" in got:
         out["skip"] = got["skip"]

@@ -2,7 +2,8 @@
 
 `listing` ("list items one by one", the SoM-LLaVA recipe): one instruction sampled
 per image; the answer names every mark 1..N in order, `[k] <category>` when the
-category is known (ground truth), else where the region lies, so every record is
+category is known (ground truth, or the class name a segmenter such as seem gave the
+mark: as right as that segmenter), else where the region lies, so every record is
 correct without an LLM. `qa`: questions answerable from the annotations alone.
 
 Randomness comes only from `rng_for(seed, task, image_name)`: a `random.Random`

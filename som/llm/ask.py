@@ -187,7 +187,8 @@ def _prepare(
         labels2 = _labels_of(marks2, "marks2")
         mode2 = _label_mode(marks2, labels2)
 
-    prompt = tpl.render(question, labels, mode, labels2, mode2)
+    regions = getattr(marks, "regions", None)
+    prompt = tpl.render(question, labels, mode, labels2, mode2, categories=getattr(regions, "categories", None))
     if client is None:
         from som.llm.client import LLMClient
 

@@ -9,6 +9,8 @@ A template is a system text and a user text with `{placeholders}`:
     {mark_kind}    "number" or "letter";  {mark_kinds}: "numbers" or "letters"
     {ex1} {ex2} {ex3}  example marks in the label mode ("3", "5", "7" or "c", "e", "g")
     {ex_img2}      an example mark of image 2 ("5" or "e"), in image 2's label mode
+    {names}        the class names the segmenter gave marks of image 1 ("Some marks carry a class
+                   name ...: 1: cup, 3: spoon. "), or "" when it named none (`names_text`)
 
 Unknown `{words}` and other braces are left as written, so a template may
 contain JSON examples. Every built-in system text carries the one rule the
@@ -47,8 +49,26 @@ _RULE = (
 _SEEN = (
     "The image shows {n} regions, each with a {mark_kind} mark ({labels}) drawn on it. "
     "A region can contain other marked regions: a whole object (drawn with a thicker outline) holds "
-    "the marks of its parts, and its own mark means the whole object, parts included. "
+    "the marks of its parts, and its own mark means the whole object, parts included. {names}"
 )
+
+MAX_NAMES_LISTED = 80  # a prompt lists at most this many named marks
+
+
+def names_text(labels: Sequence[str], categories: Sequence[str] | None) -> str:
+    """The `{names}` sentence: marks may carry class names from the segmenter; lists them as
+    "3: dog" (marks without a name are left out). "" when no mark has a name."""
+    if not categories:
+        return ""
+    named = [(str(lab), " ".join(str(c).split())) for lab, c in zip(labels, categories) if c and str(c).strip()]
+    if not named:
+        return ""
+    listed = ", ".join(f"{lab}: {name}" for lab, name in named[:MAX_NAMES_LISTED])
+    more = f", … ({len(named)} named in all)" if len(named) > MAX_NAMES_LISTED else ""
+    return (
+        "Marks may carry class names given by the segmenter; they are guesses, so trust the image "
+        f"where they disagree: {listed}{more}. "
+    )
 
 
 @dataclass(frozen=True)
@@ -71,8 +91,10 @@ class PromptTemplate:
         label_mode: str | None = None,
         labels2: Sequence[str] | None = None,
         label_mode2: str | None = None,
+        categories: Sequence[str] | None = None,
     ) -> "RenderedPrompt":
-        """Fill the placeholders. Label modes are inferred from the labels when None."""
+        """Fill the placeholders. Label modes are inferred from the labels when None.
+        categories: image 1's class names, one per label ("" for none), for `{names}`."""
         question = (question or "").strip()
         if self.needs_question and not question:
             raise ValueError(f"template {self.name!r} needs a question/text ({self.description}); got an empty one")
@@ -91,6 +113,7 @@ class PromptTemplate:
             "ex2": examples[1],
             "ex3": examples[2],
             "ex_img2": "5" if kind2 == "number" else "e",
+            "names": names_text(labels, categories),
         }
 
         def fill(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from som.segmenters.base import (
 
 DEFAULT_SEGMENTER = "mobile-sam"
 CHECKPOINT_DIR_ENV = "SOM_CHECKPOINT_DIR"
+OPTIONS_ENV = "SOM_SEGMENTER_OPTIONS"  # e.g. "seem.object_mask_threshold=0.2 mobile-sam.points_per_side=32"
 
 
 @dataclass(frozen=True)
@@ -124,30 +126,61 @@ def list_segmenters() -> list[dict]:
     return rows
 
 
+def parse_option(text: str) -> tuple[str, str, object]:
+    """'NAME.KEY=VALUE' -> (segmenter name, option, value); VALUE is read as JSON where it parses
+    (0.2, true, [1, 2]), else kept as a string."""
+    head, sep, raw = text.partition("=")
+    name, dot, key = head.strip().rpartition(".")
+    if not sep or not dot or not name or not key:
+        raise ValueError(f"segmenter option {text!r} should look like NAME.KEY=VALUE, e.g. seem.object_mask_threshold=0.2")
+    get_spec(name)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw.strip()
+    return name, key.strip(), value
+
+
+def configured_options(name: str) -> dict:
+    """Options for segmenter `name` from $SOM_SEGMENTER_OPTIONS (whitespace-separated NAME.KEY=VALUE items).
+    The environment reaches every builder in the process (CLI, apps, tools, dataset workers)."""
+    items = os.environ.get(OPTIONS_ENV, "").split()
+    return {key: value for spec_name, key, value in map(parse_option, items) if spec_name == name}
+
+
+def add_configured_options(items: list[str]) -> None:
+    """Append NAME.KEY=VALUE items (checked) to $SOM_SEGMENTER_OPTIONS for segmenters built later in this process."""
+    for item in items:
+        parse_option(item)
+    os.environ[OPTIONS_ENV] = " ".join([os.environ.get(OPTIONS_ENV, ""), *items]).strip()
+
+
 def build_segmenter(
     name: str = DEFAULT_SEGMENTER, device: str = "auto", checkpoint: str | os.PathLike | None = None, **options
 ) -> Segmenter:
-    """Build a registered segmenter. Raises ValueError with the fix when it cannot run here."""
+    """Build a registered segmenter. Raises ValueError with the fix when it cannot run here.
+    Options: the spec's defaults, then $SOM_SEGMENTER_OPTIONS, then `options` (later wins)."""
     spec = get_spec(name)
     ok, why = availability(name, checkpoint)
     if not ok:
         raise ValueError(f"segmenter {name!r} cannot run: {why}")
     module_name, attr = spec.builder.split(":")
     builder = getattr(importlib.import_module(module_name), attr)
-    return builder(
-        name=name, device=device, checkpoint=resolve_checkpoint(spec, checkpoint), **{**spec.options, **options}
-    )
+    options = {**spec.options, **configured_options(name), **options}
+    return builder(name=name, device=device, checkpoint=resolve_checkpoint(spec, checkpoint), **options)
 
 
 __all__ = [
     "DEFAULT_LEVEL",
-    "GRANULARITY_HELP",
     "DEFAULT_SEGMENTER",
+    "GRANULARITY_HELP",
     "GRANULARITY_LEVELS",
-    "Granularity",
+    "OPTIONS_ENV",
     "SPECS",
+    "Granularity",
     "Segmenter",
     "SegmenterSpec",
+    "add_configured_options",
     "availability",
     "build_segmenter",
     "granularity",

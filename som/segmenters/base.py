@@ -93,6 +93,48 @@ class Segmenter(Protocol):
         ...
 
 
+# Optional methods and attributes. The Protocol above is what every segmenter has; callers
+# check `hasattr(segmenter, name)` (or getattr for the attribute) before using these:
+#
+#   segment_prompt_choices(image, points_xy=None, point_labels=None, box_xyxy=None) -> Regions
+#       Every mask one gesture yields (SAM: up to 3, Semantic-SAM: 6 granularities), ordered
+#       small to large by area, scores set. The toolbox adds the middle one
+#       (`middle_choice`) and steps to larger or smaller ones on request.
+#   segment_text(image, text) -> Regions
+#       The region(s) a text prompt ("the red mug") names; the toolbox adds them as one region.
+#   knows_classes = True
+#       The segmenter names what it finds: its Regions carry `categories` and
+#       `category_scores`, and `segment_everything(image, level, progress, classes=[...])`
+#       restricts (or extends) its vocabulary to the given class names.
+
+
+def middle_choice(n_choices: int) -> int:
+    """Which of n choices (small to large) a click adds first: the middle one, the lower of the
+    two middles for an even count (3 -> 1, 6 -> 2, 2 -> 0), so "Larger" has as many steps
+    as "Smaller" or one more."""
+    if n_choices < 1:
+        raise ValueError(f"middle_choice needs at least one choice, got {n_choices}")
+    return (n_choices - 1) // 2
+
+
+def check_classes(segmenter, classes) -> list[str] | None:
+    """Normalise an open vocabulary ("mug, laptop" or ["mug", "laptop"]; None or empty: the
+    segmenter's own) and check that `segmenter` can use it (attribute `knows_classes`)."""
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        classes = classes.split(",")
+    names = [str(c).strip() for c in classes if str(c).strip()]
+    if not names:
+        return None
+    if not getattr(segmenter, "knows_classes", False):
+        raise ValueError(
+            f"segmenter {getattr(segmenter, 'name', type(segmenter).__name__)!r} has no class vocabulary; "
+            "use the 'seem' segmenter (--segmenter seem), which names classes"
+        )
+    return list(dict.fromkeys(names))
+
+
 def image_key(image: np.ndarray) -> str:
     """Content hash of an image, for per-image caches (embeddings, superpixels)."""
     import hashlib

@@ -32,6 +32,28 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+CHOICE_DUP_IOU = 0.95  # two choices this alike are one step, not two (segment_prompt_choices)
+
+
+def distinct_choices(regions: Regions, dup_iou: float = CHOICE_DUP_IOU) -> Regions:
+    """Non-empty regions ordered by area ascending, without near-duplicates: of two masks with
+    IoU >= dup_iou only the one with the higher score stays (the smaller on a tie)."""
+    from som.cropmask import intersection_px
+
+    areas, boxes = regions.areas, regions.boxes_px
+    scores = regions.scores if regions.scores is not None else np.zeros(len(regions), np.float32)
+    def alike(k: int, j: int) -> bool:
+        inter = intersection_px(regions.crops[k], boxes[k], regions.crops[j], boxes[j])
+        return inter >= dup_iou * (areas[k] + areas[j] - inter)
+
+    kept: list[int] = []
+    for k in np.lexsort((areas, -scores)):  # best score first, then the smaller
+        if areas[k] > 0 and not any(alike(k, j) for j in kept):
+            kept.append(int(k))
+    order = sorted(kept, key=lambda k: (int(areas[k]), k))
+    return regions[np.asarray(order, np.int64)]
+
+
 @dataclass(frozen=True)
 class DecoderOptions:
     """How the model runs: the decoder (automatic generation and clicks alike), and the
@@ -176,16 +198,10 @@ class SamSegmenter:
         return Regions(crops, boxes, emb.original_hw, scores=scores)
 
     # ---- public API ---------------------------------------------------
-    def segment_prompts(
-        self,
-        image: np.ndarray,
-        points_xy: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box_xyxy: np.ndarray | None = None,
-    ) -> Regions:
+    def _prompt_tensors(self, points_xy, point_labels, box_xyxy):
+        """Checked numpy prompts -> (points (1, K, 2), labels (1, K), box (1, 4)) tensors or Nones."""
         if points_xy is None and box_xyxy is None:
             raise ValueError("segment_prompts needs at least one point or a box")
-        emb = self.embed(image)
         pts = lbl = box = None
         if points_xy is not None:
             points_xy = np.asarray(points_xy, np.float32).reshape(-1, 2)
@@ -197,12 +213,43 @@ class SamSegmenter:
             pts, lbl = torch.from_numpy(points_xy)[None], torch.from_numpy(point_labels.astype(np.int64))[None]
         if box_xyxy is not None:
             box = torch.as_tensor(np.asarray(box_xyxy, np.float32).reshape(1, 4))
+        return pts, lbl, box
+
+    def segment_prompts(
+        self,
+        image: np.ndarray,
+        points_xy: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box_xyxy: np.ndarray | None = None,
+    ) -> Regions:
+        pts, lbl, box = self._prompt_tensors(points_xy, point_labels, box_xyxy)
+        emb = self.embed(image)
         # one positive click is ambiguous: ask for three masks and keep the best;
         # several points or a box pin the object down: SAM recommends one mask then
         single_click = box is None and pts is not None and pts.shape[1] == 1
         logits, iou = self.decode(emb, pts, lbl, box, multimask=single_click)
         best = int(iou[0].argmax())
         return self.to_regions(emb, logits[0, best : best + 1], iou[0, best : best + 1].float().cpu().numpy())
+
+    def segment_prompt_choices(
+        self,
+        image: np.ndarray,
+        points_xy: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box_xyxy: np.ndarray | None = None,
+        dup_iou: float = CHOICE_DUP_IOU,
+    ) -> Regions:
+        """Every mask of one gesture, small to large: SAM's three multimask outputs (sub-part,
+        part, whole), whatever the prompt, ordered by area, scores (predicted IoU) set.
+
+        Empty masks are dropped, and so is a mask that nearly repeats a smaller one kept
+        (IoU >= dup_iou; the one with the higher predicted IoU stays), so each step to a larger
+        choice visibly changes the region: 1 to 3 choices come back."""
+        pts, lbl, box = self._prompt_tensors(points_xy, point_labels, box_xyxy)
+        emb = self.embed(image)
+        logits, iou = self.decode(emb, pts, lbl, box, multimask=True)
+        regions = self.to_regions(emb, logits[0], iou[0].float().cpu().numpy())
+        return distinct_choices(regions, dup_iou)
 
     def segment_everything(
         self, image: np.ndarray, level: int | str = DEFAULT_LEVEL, progress: ProgressFn | None = None

@@ -189,11 +189,13 @@ def _mark_kwargs(args: dict[str, Any]) -> dict[str, Any]:
     chosen = set(args.get("mark_types", DEFAULT_MARK_TYPES))
     if not chosen:
         raise ToolError(f"mark_types must name at least one of {', '.join(MARK_TYPES)}")
-    style = MarkStyle(label_mode=args.get("label_mode", "number"), **{t: t in chosen for t in MARK_TYPES})
+    style = MarkStyle(label_mode=args.get("label_mode", "number"), names=bool(args.get("names", False)),
+                      **{t: t in chosen for t in MARK_TYPES})
     return {
         "segmenter": args.get("segmenter", DEFAULT_SEGMENTER),
         "granularity_level": args.get("granularity", DEFAULT_GRANULARITY),
         "style": style,
+        "classes": args.get("classes"),
     }
 
 
@@ -293,7 +295,7 @@ def ask(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     has_image = "path" in args or "image_base64" in args
     if "result_id" in args and has_image:
         raise ToolError("ask: give result_id (an earlier result) or an image (path / image_base64), not both")
-    marking = sorted(k for k in ("segmenter", "granularity", "mark_types", "label_mode") if k in args)
+    marking = sorted(k for k in ("segmenter", "granularity", "mark_types", "label_mode", "classes", "names") if k in args)
     if "result_id" in args and marking:
         raise ToolError(f"ask: {', '.join(marking)} apply to a new image; result {args['result_id']} is already marked")
     try:  # settings first: a missing key fails before any marking

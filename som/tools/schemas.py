@@ -81,6 +81,17 @@ _MARKING: dict[str, Any] = {
         "default": "number",
         "description": "Labels 1, 2, 3... (number) or a, b, c... (alphabet).",
     },
+    "classes": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Open vocabulary, e.g. [\"mug\", \"laptop\"]: class names for a segmenter that names what it "
+        "finds (seem); each mark then carries a category. Other segmenters refuse it.",
+    },
+    "names": {
+        "type": "boolean",
+        "default": False,
+        "description": "Print each mark's class name beside its label in the image (\"3: mug\"), where known.",
+    },
 }
 
 _LABEL_MODE = _MARKING["label_mode"]

@@ -17,7 +17,7 @@ COFFEE = REPO / "assets" / "coffee.jpg"
 CHELSEA = REPO / "assets" / "chelsea.jpg"
 SP = {"segmenter": "superpixel"}
 ENDPOINTS = {"/load_image", "/segment_auto", "/add_point", "/refine_last", "/add_box", "/add_stroke", "/undo",
-             "/clear", "/restyle", "/segmenter_info"}
+             "/clear", "/restyle", "/segmenter_info", "/larger", "/smaller", "/add_text"}
 
 
 def _upload(path):
@@ -77,6 +77,25 @@ def test_interactive_endpoints(client):
     out = client.predict(api_name="/undo")
     assert [r[0] for r in _rows(out)] == ["1", "2"]
     out = client.predict(api_name="/clear")
+    assert _rows(out) == []
+
+
+def test_larger_and_smaller_step_through_mobile_sam_choices(client):
+    """The default segmenter gives three masks per click: a click adds the middle one, /larger and
+    /smaller replace it with the next, and say so at the ends."""
+    client.predict(_upload(COFFEE), "mobile-sam", api_name="/load_image")
+    out = client.predict(x=300, y=100, segmenter="mobile-sam", api_name="/add_point")
+    assert "mask 2 of 3" in out[2]
+    middle = int(_rows(out)[0][2])
+    out = client.predict(api_name="/larger")
+    assert "mask 3 of 3" in out[2] and int(_rows(out)[0][2]) > middle
+    out = client.predict(api_name="/larger")
+    assert "largest" in out[2] and len(_rows(out)) == 1
+    out = client.predict(api_name="/smaller")
+    out = client.predict(api_name="/smaller")
+    assert "mask 1 of 3" in out[2] and int(_rows(out)[0][2]) < middle
+    assert read_marks(out[4]).areas.tolist() == [int(_rows(out)[0][2])]
+    out = client.predict(api_name="/undo")
     assert _rows(out) == []
 
 

@@ -147,3 +147,39 @@ def test_nested_marks_clicking_inside_a_part_names_the_part(app_url, page, artif
         re.compile(rf"inside region {k} \(a part of region {whole}\)|as a part of region {k}\b"), timeout=60_000
     )
     page.screenshot(path=str(artifacts / "app_nested_click.png"), full_page=True)
+
+
+def test_larger_and_smaller_buttons(app_url, page, artifacts):
+    """A click with mobile-sam adds the middle of its three masks; the buttons step through them."""
+    expect = _expect()
+    _open(page, app_url)
+    _upload(page, COFFEE)
+    _click_canvas(page, 0.5, 0.25)  # the cup
+    expect(page.locator("#som-status")).to_contain_text("mask 2 of 3", timeout=60_000)
+    page.click("#som-larger")
+    expect(page.locator("#som-status")).to_contain_text("mask 3 of 3", timeout=30_000)
+    page.screenshot(path=str(artifacts / "app_larger.png"), full_page=True)
+    page.click("#som-larger")
+    expect(page.get_by_text(re.compile("already shows the largest")).first).to_be_visible(timeout=30_000)
+    page.click("#som-smaller")  # a button ignores clicks while its last one runs: wait between them
+    expect(page.locator("#som-status")).to_contain_text("replaced region 1 (", timeout=30_000)
+    expect(page.locator("#som-status")).to_contain_text("mask 2 of 3", timeout=30_000)
+    page.click("#som-smaller")
+    expect(page.locator("#som-status")).to_contain_text("mask 1 of 3", timeout=30_000)
+    _expect_rows(page, 1)
+    page.screenshot(path=str(artifacts / "app_smaller.png"), full_page=True)
+
+
+def test_text_prompt_with_a_segmenter_without_text_says_so(app_url, page, artifacts):
+    """The Names mark type and the classes / text controls are there; mobile-sam refuses a text prompt
+    in one readable line and the page keeps working."""
+    expect = _expect()
+    _open(page, app_url)
+    _upload(page, COFFEE)
+    expect(page.get_by_label("Names")).not_to_be_checked()
+    page.get_by_text("Classes and text").click()
+    page.locator("#som-text textarea").fill("the red mug")
+    page.click("#som-text-btn")
+    expect(page.get_by_text(re.compile("'mobile-sam' takes no text prompts")).first).to_be_visible(timeout=30_000)
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(artifacts / "app_text_prompt_refused.png"), full_page=True)

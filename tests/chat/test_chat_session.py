@@ -161,3 +161,27 @@ def test_user_mistakes(segmenters, defaults):
     assert "type a question first" in out[-1]
     with pytest.raises(ValueError, match="outside"):
         session.add_region(segmenters, "superpixel", 10_000, 5)
+
+
+def test_named_marks_reach_the_prompt_and_the_mentions_table(llm_server, defaults, segmenters):
+    """Marks with class names (as a segmenter that knows classes gives them): the prompt lists them,
+    and the table of mentioned marks gets a class column, last."""
+    import dataclasses
+
+    from som.app.chat import CLASS_HEADER, MENTION_HEADERS
+
+    session = marked_session(segmenters, level=3)
+    n = len(session.marks.regions)
+    names = ["cat"] + [""] * (n - 2) + ["cushion"]
+    session.marks = dataclasses.replace(session.marks, regions=session.marks.regions.replace(categories=names))
+    llm_server.enqueue(Step(text="The cat is [1], beside [2]."))
+    run(session, "where is the cat?", defaults)
+    assert f"1: cat, {n}: cushion." in llm_server.requests[-1].all_text
+    assert session.mention_rows() == [[*row, cat] for row, cat in zip(
+        [[lab, int(a), *[int(v) for v in b]] for lab, a, b in
+         zip(["1", "2"], session.marks.regions.areas[:2], session.marks.regions.xyxy[:2])], ["cat", ""])]
+    assert list(session.mention_table().columns) == [*MENTION_HEADERS, CLASS_HEADER]
+    # a click adds a mark the segmenter (superpixel) does not name: "" beside the named ones
+    session.add_region(segmenters, "superpixel", 120, 150)
+    cats = session.marks.regions.categories
+    assert len(cats) == len(session.marks.regions) and cats[-1] == "" and "cat" in cats

@@ -151,3 +151,19 @@ def test_ask_marks_the_image_itself(llm_server, llm_client):
     again = som.ask(None, "where is the cat?", marks=answer.marks, client=llm_client)
     assert again.labels == ["b", "a"]
     assert "like [c]" in llm_server.requests[0].all_text
+
+
+def test_class_names_of_the_marks_reach_the_prompt(llm_server, llm_client, marks):
+    """Marks named by the segmenter are listed as '1: cat' (unnamed ones left out); marks without
+    names leave the prompt as it was."""
+    import dataclasses
+
+    llm_server.enqueue(Step(text="[1]"))
+    llm_server.enqueue(Step(text="[1]"))
+    ask(None, "where is the cat?", marks=marks, client=llm_client)
+    named = dataclasses.replace(marks, regions=marks.regions.replace(categories=["cat", "", "cushion"]))
+    ask(None, "where is the cat?", marks=named, client=llm_client)
+    plain, with_names = (r.all_text for r in llm_server.requests)
+    assert "class name" not in plain
+    assert "Marks may carry class names" in with_names and "1: cat, 3: cushion." in with_names
+    assert "2: " not in with_names

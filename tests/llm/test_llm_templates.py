@@ -109,3 +109,15 @@ def test_missing_file_and_unknown_name(tmp_path):
         load_templates(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="available: chat"):
         load_templates().get("nope")
+
+
+def test_names_placeholder_lists_named_marks_only():
+    from som.llm.templates import load_templates, names_text
+
+    lib = load_templates()
+    out = lib.get("refer").render("the mug", ["1", "2", "3"], categories=["mug", "", "table"])
+    assert "1: mug, 3: table." in out.system and "{names}" not in out.system
+    assert "class names" not in lib.get("refer").render("the mug", ["1", "2", "3"]).system
+    assert names_text(["a", "b"], ["", " "]) == "" and names_text(["a"], None) == ""
+    many = names_text([str(k) for k in range(1, 101)], ["cat"] * 100)
+    assert many.count(": cat") == 80 and "(100 named in all)" in many

@@ -17,6 +17,7 @@ VALID = [
     ("mark_image", {"path": "coffee.jpg"}),
     ("mark_image", {"image_base64": "aGVsbG8=", "segmenter": "superpixel", "granularity": "wholes",
                     "mark_types": ["mark", "box"], "label_mode": "alphabet"}),
+    ("mark_image", {"path": "a.jpg", "segmenter": "superpixel", "classes": ["mug", "laptop"], "names": True}),
     ("regions", {"result_id": 3, "labels": ["1", "7"], "masks": False, "highlight": True}),
     ("ask", {"question": "which mark is the cup?", "result_id": 1, "template": "refer"}),
     ("ask", {"question": "list them", "path": "a.jpg", "granularity": "parts", "highlight": False}),
@@ -258,3 +259,14 @@ def test_som_mcp_refuses_bad_options_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"som: error: {err.removeprefix('som: error: ')}" and message in err and err.count("\n") == 1
+
+
+def test_classes_for_a_segmenter_without_a_vocabulary_are_refused_in_one_line(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "assets" / "coffee.jpg", tmp_path / "coffee.jpg")
+    ctx = som.tools.ToolContext(Roots([tmp_path]), ResultStore())
+    with pytest.raises(ToolError, match="mark_image: segmenter 'superpixel' has no class vocabulary; use the 'seem'"):
+        som.tools.call("mark_image", {"path": "coffee.jpg", "segmenter": "superpixel", "classes": ["mug"]}, context=ctx)
+    assert len(ctx.store) == 0

@@ -298,3 +298,14 @@ def test_fast_generator_clicks_do_not_depend_on_their_batch(seg):
     assert torch.allclose(small_batches.scores, one_batch.scores, atol=1e-5)
     mixed = fast_amg.decode_grid(seg.model, enc.features, dataclasses.replace(seg.amg, points_per_batch=36, isolate_clicks=False), "cpu")
     assert len(mixed.scores) != len(one_batch.scores) or not torch.allclose(mixed.scores, one_batch.scores, atol=1e-3)
+
+
+def test_options_from_the_command_line_and_environment(small_ckpt, monkeypatch):
+    from som.segmenters import OPTIONS_ENV
+
+    monkeypatch.setenv(OPTIONS_ENV, 'semantic-sam.levels=[1,2] semantic-sam.mode="reference" semantic-sam.points_per_side=5')
+    seg = build_segmenter("semantic-sam", device="cpu", checkpoint=small_ckpt, config=SMALL_OVERRIDES)
+    assert seg.options.levels == (1, 2) and seg.options.mode == "reference" and seg.amg.points_per_side == 5
+    monkeypatch.setenv(OPTIONS_ENV, "semantic-sam.level=3")
+    with pytest.raises(ValueError, match=r"unknown semantic-sam options \['level'\]; expected .*'levels'"):
+        build_segmenter("semantic-sam", device="cpu", checkpoint=small_ckpt, config=SMALL_OVERRIDES)

@@ -21,6 +21,7 @@ import torch
 from som.regions import Regions
 from som.segmenters.amg import Candidates
 from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.sam import CHOICE_DUP_IOU, distinct_choices
 from som.segmenters.semantic_sam import fast_amg
 from som.segmenters.semantic_sam.fast_amg import LEVELS_BY_GRANULARITY, FastAmgOptions
 from som.segmenters.semantic_sam.model import ImageFeatures, SemanticSam, click_boxes
@@ -32,8 +33,6 @@ from som.segmenters.semantic_sam.reference_amg import (
     reference_masks,
     resize_short_side,
 )
-
-DUPLICATE_IOU = 0.95  # two choices for one prompt closer than this are one choice (as the reference demo)
 
 
 @dataclass(frozen=True)
@@ -194,24 +193,14 @@ class SemanticSamSegmenter:
         points_xy: np.ndarray | None = None,
         point_labels: np.ndarray | None = None,
         box_xyxy: np.ndarray | None = None,
+        dup_iou: float = CHOICE_DUP_IOU,
     ) -> Regions:
-        """Every distinct mask the gesture yields (up to 6 per prompt, one per level), ordered small
-        to large by area, scores = predicted IoU. Empty masks are dropped, and of two masks with
-        IoU > DUPLICATE_IOU only the better-scored one stays (the reference demo does the same)."""
+        """Every distinct mask the gesture yields (6 per prompt, one per level), ordered small to
+        large by area, scores = predicted IoU. Empty masks are dropped, and of two masks with
+        IoU >= dup_iou only the better-scored one stays (as for SAM, and as the reference demo
+        drops near-repeats), so each step to a larger choice visibly changes the region."""
         enc, logits, iou = self._prompt_candidates(image, points_xy, point_labels, box_xyxy)
-        masks = logits > 0
-        flat = masks.flatten(1).float()
-        inter = flat @ flat.T
-        areas = flat.sum(1)
-        union = areas[:, None] + areas[None, :] - inter
-        kept: list[int] = []
-        for i in torch.argsort(iou, descending=True, stable=True).tolist():
-            if areas[i] == 0 or any(float(inter[i, j] / union[i, j]) > DUPLICATE_IOU for j in kept):
-                continue
-            kept.append(i)
-        idx = torch.tensor(kept, dtype=torch.int64, device=logits.device)
-        regions = fast_amg.to_regions(enc.features, enc.original_hw, logits[idx], iou[idx], self.device)
-        return regions[np.lexsort((-regions.scores, regions.areas))]  # small to large, then best score
+        return distinct_choices(fast_amg.to_regions(enc.features, enc.original_hw, logits, iou, self.device), dup_iou)
 
     # ---- automatic marks ----------------------------------------------------
     def levels_for(self, level: int | str) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ masks of the chosen levels only, filters predicted IoU > 0.88 then stability >= 
 resolution logits, offset 1), box NMS 0.7 over all batches, then holes and islands under 10 px
 removed (8-connected) with a second NMS that prefers untouched masks. This module reproduces
 those steps, batches and orders, so its masks equal the reference's; it is slow by design
-(every candidate is upsampled to full resolution). The segmenter's default path is
+(every candidate is upsampled to full resolution; masks are kept bit-packed until NMS). The segmenter's default path is
 som.segmenters.semantic_sam.fast_amg.
 """
 
@@ -26,6 +26,7 @@ from som.segmenters.semantic_sam.model import CLICK_BOX_SIZE, ImageFeatures, Sem
 # SoM's level numbers (its slider, 1 finest .. 6 coarsest) -> the decoder's mask token
 SOM_LEVEL_TO_TOKEN = {1: 3, 2: 2, 3: 0, 4: 4, 5: 1, 6: 5}
 SOM_ALL_LEVELS = (6, 1, 2, 3, 4, 5)  # SoM's order when its slider asks for every level
+CHUNK_MASKS = 32  # masks upsampled to full resolution at once (bounds memory; same results)
 
 
 def check_levels(levels) -> tuple[int, ...]:
@@ -146,25 +147,38 @@ def reference_masks(
     from torchvision.ops import batched_nms
 
     feats = features if features is not None else model.encode(image)
+    h, w = feats.image_hw
     tokens = [SOM_LEVEL_TO_TOKEN[v] for v in opts.levels]
     grid = reference_grid(opts.points_per_side)
-    parts: list[tuple] = []
+    packed, iou_l, stab_l, box_l, pts_l, level_l = [np.zeros((0, (h * w + 7) // 8), np.uint8)], [], [], [], [], []
     for start in range(0, len(grid), opts.points_per_batch):
         points = torch.tensor(grid[start : start + opts.points_per_batch], dtype=torch.float32)
         boxes = torch.cat([points, torch.full_like(points, CLICK_BOX_SIZE)], 1)
         logits, iou = model.decode(feats, boxes.to(feats.mask_features.device))
-        logits, iou = logits[:, tokens].flatten(0, 1), iou[:, tokens].flatten().float()
+        logits, iou = logits[:, tokens].flatten(0, 1), iou[:, tokens].flatten().float().cpu()
         level = torch.tensor(opts.levels).repeat(len(points))
         pts = points.repeat_interleave(len(tokens), 0)
-        keep = (iou > opts.pred_iou_thresh).cpu()
-        up = upsample_logits(logits[keep.to(logits.device)], feats).float().cpu()
-        stab = stability(up, opts.stability_score_offset)
-        ok = stab >= opts.stability_score_thresh
-        masks = up[ok] > 0.0
-        parts.append((masks, iou.cpu()[keep][ok], stab[ok], inclusive_boxes(masks), pts[keep][ok], level[keep][ok]))
-    masks, iou, stab, boxes, pts, level = (torch.cat(p) for p in zip(*parts))
-    keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes)), opts.box_nms_thresh)
-    out = ReferenceMasks(masks.numpy(), iou.numpy(), stab.numpy(), boxes.numpy(), pts.numpy(), level.numpy()).take(keep.numpy())
+        passed = torch.nonzero(iou > opts.pred_iou_thresh).flatten()
+        for at in range(0, len(passed), CHUNK_MASKS):  # full-resolution logits a few at a time
+            idx = passed[at : at + CHUNK_MASKS]
+            up = upsample_logits(logits[idx.to(logits.device)], feats).float().cpu()
+            stab = stability(up, opts.stability_score_offset)
+            ok = stab >= opts.stability_score_thresh
+            masks, idx = up[ok] > 0.0, idx[ok]
+            packed.append(np.packbits(masks.flatten(1).numpy(), axis=1))
+            iou_l.append(iou[idx])
+            stab_l.append(stab[ok])
+            box_l.append(inclusive_boxes(masks))
+            pts_l.append(pts[idx])
+            level_l.append(level[idx])
+    iou, stab = torch.cat(iou_l or [torch.zeros(0)]), torch.cat(stab_l or [torch.zeros(0)])
+    boxes = torch.cat(box_l or [torch.zeros((0, 4), dtype=torch.int64)])
+    keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes)), opts.box_nms_thresh).numpy()
+    masks = np.unpackbits(np.concatenate(packed)[keep], axis=1, count=h * w).reshape(len(keep), h, w).view(bool)
+    out = ReferenceMasks(
+        masks, iou.numpy()[keep], stab.numpy()[keep], boxes.numpy()[keep],
+        torch.cat(pts_l or [torch.zeros((0, 2))]).numpy()[keep], torch.cat(level_l or [torch.zeros(0, dtype=torch.int64)]).numpy()[keep],
+    )
     if opts.min_mask_region_area > 0 and len(out.masks):
         out = _clean_small_regions(out, opts.min_mask_region_area, opts.box_nms_thresh)
     return out

@@ -248,7 +248,9 @@ def test_reference_mode_returns_the_reference_masks_at_image_size(seg):
                                box_nms_thresh=1.0)  # random-weight masks are blobs with the same box: no NMS
     ref_seg = SemanticSamSegmenter("semantic-sam", seg.model, "cpu", SemanticSamOptions(mode="reference", short_side_px=96),
                                    reference_amg=opts)
-    regions = ref_seg.segment_everything(PHOTO, "parts")  # reference mode: SoM's levels, whatever the granularity
+    reports = []
+    regions = ref_seg.segment_everything(PHOTO, "parts", progress=lambda f, what: reports.append(f))  # SoM's levels
+    assert reports == [4 / 9, 8 / 9, 1.0]  # 9 clicks in batches of 4
     expected = reference_masks(seg.model, resize_short_side(PHOTO, 96), opts)
     order = expected.by_area()
     assert len(regions) == len(expected.masks) > 1 and regions.image_hw == PHOTO.shape[:2]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from som.segmenters.base import ProgressFn
 from som.segmenters.semantic_sam.config import SHORT_SIDE_PX
 from som.segmenters.semantic_sam.model import CLICK_BOX_SIZE, ImageFeatures, SemanticSam, upsample_logits
 
@@ -141,9 +142,11 @@ def reference_masks(
     image: np.ndarray,
     opts: ReferenceAmgOptions = ReferenceAmgOptions(),
     features: ImageFeatures | None = None,
+    progress: ProgressFn | None = None,
 ) -> ReferenceMasks:
     """(H, W, 3) uint8 RGB at model resolution (see resize_short_side) -> the reference's masks.
-    features: model.encode(image) when the caller has it (the generator encodes once anyway)."""
+    features: model.encode(image) when the caller has it (the generator encodes once anyway).
+    progress: called after each batch with (fraction of clicks decoded, what happens)."""
     from torchvision.ops import batched_nms
 
     feats = features if features is not None else model.encode(image)
@@ -171,6 +174,9 @@ def reference_masks(
             box_l.append(inclusive_boxes(masks))
             pts_l.append(pts[idx])
             level_l.append(level[idx])
+        if progress is not None:
+            done = start + len(points)
+            progress(done / len(grid), f"decoded {done} of {len(grid)} clicks (SoM's generator)")
     iou, stab = torch.cat(iou_l or [torch.zeros(0)]), torch.cat(stab_l or [torch.zeros(0)])
     boxes = torch.cat(box_l or [torch.zeros((0, 4), dtype=torch.int64)])
     keep = batched_nms(boxes.float(), iou, torch.zeros(len(boxes)), opts.box_nms_thresh).numpy()

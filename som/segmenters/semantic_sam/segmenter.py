@@ -218,7 +218,7 @@ class SemanticSamSegmenter:
         ikey = image_key(image)
         enc = self.embed(image, ikey)
         if self.options.mode == "reference":
-            return self._reference_regions(enc, self.levels_for(level))
+            return self._reference_regions(enc, self.levels_for(level), progress)
         key = (ikey, self.amg)
         with self._lock:
             cands = self._candidates.get(key)
@@ -230,10 +230,10 @@ class SemanticSamSegmenter:
         idx = fast_amg.select(cands, gran, self.levels_for(level), self.amg)
         return fast_amg.to_regions(enc.features, enc.original_hw, cands.logits[idx], cands.scores[idx], self.device)
 
-    def _reference_regions(self, enc: Encoding, levels: tuple[int, ...]) -> Regions:
+    def _reference_regions(self, enc: Encoding, levels: tuple[int, ...], progress: ProgressFn | None) -> Regions:
         with self._lock, self._autocast():
             opts = dataclasses.replace(self.reference_amg, levels=levels)
-            out = reference_masks(self.model, enc.model_image, opts, enc.features)
+            out = reference_masks(self.model, enc.model_image, opts, enc.features, progress)
         order = out.by_area()  # SoM draws the largest first
         return Regions.from_masks(resize_masks(out.masks[order], enc.original_hw), scores=out.iou[order])
 

@@ -311,3 +311,15 @@ def test_options_from_the_command_line_and_environment(small_ckpt, monkeypatch):
     monkeypatch.setenv(OPTIONS_ENV, "semantic-sam.level=3")
     with pytest.raises(ValueError, match=r"unknown semantic-sam options \['level'\]; expected .*'levels'"):
         build_segmenter("semantic-sam", device="cpu", checkpoint=small_ckpt, config=SMALL_OVERRIDES)
+
+
+def test_a_half_precision_file_loads_as_float32(small_ckpt, tmp_path):
+    from som.segmenters.semantic_sam.checkpoint import build_from_checkpoint
+
+    raw = torch.load(small_ckpt, map_location="cpu", weights_only=True)
+    half = tmp_path / "half.pth"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in raw.items()}, half)
+    model = build_from_checkpoint(half, SMALL_OVERRIDES)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.backbone.layers[0].blocks[0].attn.relative_position_index.dtype == torch.int64
+    assert model.encode(resize_short_side(PHOTO, 64)).mask_features.dtype == torch.float32

@@ -105,6 +105,8 @@ def build_from_checkpoint(path: str | os.PathLike, config: dict | None = None) -
     state = read_checkpoint(path)
     with torch.device("meta"):
         model = SemanticSam(model_config(config))
-    check_keys(model.state_dict(), state, str(path))
-    model.load_state_dict(state, strict=True, assign=True)
+    expected = model.state_dict()
+    check_keys(expected, state, str(path))
+    # assign keeps the file's dtypes: cast to the model's (a half-precision file still runs in fp32)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
     return model

@@ -89,11 +89,6 @@ def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source
     return model
 
 
-def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """Read an official-format file and load it strictly into `model`."""
-    return load_state(model, read_checkpoint(path), str(path))
-
-
 def build_from_checkpoint(path: str | os.PathLike, config: dict | None = None) -> torch.nn.Module:
     """A SemanticSam (SoM's configuration, or `config` overrides) holding the file's weights.
 

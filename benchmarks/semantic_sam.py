@@ -28,6 +28,7 @@ Timing does not depend on weight values, so the model has seeded random weights
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -63,15 +64,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 0
 
 
-def timed(fn, repeats: int) -> tuple[float, list[float]]:
-    """Median wall seconds of fn() over repeats runs, after one warm-up run."""
+def timed(fn, repeats: int) -> dict:
+    """Wall seconds of fn() over repeats runs after one warm-up run: median, min and all runs, and
+    the median process CPU seconds (this machine is shared: min and CPU time show what other
+    processes' load added to the wall time)."""
     fn()
-    runs = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), runs
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"seconds": statistics.median(wall), "min_seconds": min(wall), "runs": wall, "cpu_seconds": statistics.median(cpu)}
 
 
 def som_batch_seconds(model: SemanticSam, feats, levels: tuple[int, ...], batch: int, n_batches: int, opts: ReferenceAmgOptions) -> list[float]:
@@ -117,18 +121,17 @@ def main() -> None:
         seg._candidates.clear()
         return seg.embed(image)
 
-    encode_s, encode_runs = timed(encode, args.repeats)
+    encode_t = timed(encode, args.repeats)
     enc = seg.embed(image)
     h, w = image.shape[:2]
-    click_s, click_runs = timed(lambda: seg.segment_prompts(image, np.array([[w * 0.5, h * 0.5]]), np.array([1])), args.repeats)
+    click_t = timed(lambda: seg.segment_prompts(image, np.array([[w * 0.5, h * 0.5]]), np.array([1])), args.repeats)
 
     def automatic(segmenter: SemanticSamSegmenter, level) -> dict:
         def marks():
             segmenter._candidates.clear()
             return segmenter.segment_everything(image, level=level)
 
-        median, runs = timed(marks, args.repeats)
-        return {"seconds": median, "runs": runs, "levels": list(segmenter.levels_for(level)), "marks": len(marks())}
+        return {**timed(marks, args.repeats), "levels": list(segmenter.levels_for(level)), "marks": len(marks())}
 
     ours = {str(g): automatic(seg, int(g)) for g in args.granularities.split(",")}
     open_filters = SemanticSamSegmenter("semantic-sam", model, "cpu", amg=FastAmgOptions(pred_iou_thresh=-math.inf, stability_thresh=-math.inf))
@@ -147,7 +150,7 @@ def main() -> None:
             "batch_seconds": runs,
             "batches_timed": len(runs),
             "extrapolated_seconds": per_batch * full_batches,
-            "extrapolated_with_encode_seconds": per_batch * full_batches + encode_s,
+            "extrapolated_with_encode_seconds": per_batch * full_batches + encode_t["seconds"],
         }
 
     result = {
@@ -162,8 +165,9 @@ def main() -> None:
         "parameters_million": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "build_and_seed_seconds": round(build_s, 1),
         "image": {"file": Path(args.image).name, "original_hw": [h, w], "model_hw": list(enc.features.image_hw)},
-        "encode_seconds": encode_s, "encode_runs": encode_runs,
-        "click_seconds": click_s, "click_runs": click_runs,
+        "encode": encode_t,
+        "click": click_t,
+        "ours_defaults": {**dataclasses.asdict(seg.options), **dataclasses.asdict(seg.amg)},
         "ours_per_granularity": ours,
         "ours_filters_open": ours_open,
         "som_settings": {"points_per_side": opts.points_per_side, "points_per_batch": opts.points_per_batch,

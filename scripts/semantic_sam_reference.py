@@ -33,7 +33,7 @@ Pillow matter for bit-equality, the rest only has to import):
       --mirror https://github.com/UX-Decoder/Semantic-SAM \
       --detectron2 https://github.com/facebookresearch/detectron2 --out tests/fixtures/semantic_sam
 
-Timing: 2 to 6 minutes on 2 CPU cores (the generator runs dominate).
+Timing: 30 s on 2 idle CPU cores (minutes when the machine is busy). Reruns give byte-identical files.
 """
 
 from __future__ import annotations

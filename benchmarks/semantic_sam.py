@@ -19,6 +19,10 @@ Timing does not depend on weight values, so the model has seeded random weights
   (ceil(1024/200) = 6 batches, the last of 24 clicks counted pro rata). Left out, because they
   depend on how many masks pass the filters (with random weights: none): box NMS, the
   small-region clean-up (two OpenCV connected-component passes per surviving mask) and RLE.
+  The decode is ours, which projects the image levels once per image; the reference does it
+  again for every batch, so SoM's real cost is higher (by hand on 2026-12-02, same machine,
+  reference at full size on this image: 3.2-4.7 s per batch of 200 for one level, 6.9-13.7 s
+  for all six, against 1.4 and 5.7-6.6 s here).
 
     python benchmarks/semantic_sam.py                 # writes benchmarks/results/semantic-sam-cpu-<date>.json
     python benchmarks/semantic_sam.py --repeats 1 --som-batches 1

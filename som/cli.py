@@ -57,7 +57,7 @@ def add_marking_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-side", type=int, default=2048, help="segment at most this many pixels on the long side")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    g.add_argument("--checkpoint", default=None, help="checkpoint file for sam-vit-* (see download_ckpt.sh)")
+    g.add_argument("--checkpoint", default=None, help="checkpoint file for sam-vit-*, semantic-sam, seem (default: the file in $SOM_CHECKPOINT_DIR or ./checkpoints; see download_ckpt.sh)")
     add_segmenter_option_flag(g)
     g.add_argument("--names", action="store_true",
                    help="print each mark's class name beside its number (segmenters that name classes, e.g. seem)")

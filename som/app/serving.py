@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from som.imageio import DecompressionBomb, ImageError, ImageTooLarge, check_pixels, describe_bytes, load_image
+from som.imageio import (
+    DecompressionBomb,
+    ImageError,
+    ImageTooLarge,
+    check_pixels,
+    describe_bytes,
+    load_image,
+)
 
 log = logging.getLogger("som.app")
 
@@ -385,14 +392,11 @@ def trim_memory() -> None:
 
 
 def forget_images(segmenter: Any) -> None:
-    """Drop a segmenter's per-image caches (SAM's embeddings and decoded candidates, bounded but
-    holding users' images) once no session is left. They are private to som.segmenters.sam: the
-    names are looked up, and a segmenter without them is left alone."""
-    with getattr(segmenter, "_lock", None) or contextlib.nullcontext():
-        for name in ("_cache", "_candidates"):
-            cache = getattr(segmenter, name, None)
-            if hasattr(cache, "clear"):
-                cache.clear()
+    """Drop a segmenter's per-image caches (embeddings, decoded candidates: bounded, but holding
+    users' images) once no session is left; segmenters without such caches have no `forget_images`."""
+    forget = getattr(segmenter, "forget_images", None)
+    if forget is not None:
+        forget()
 
 
 def new_temp_root(app: str) -> Path:

@@ -135,6 +135,37 @@ def check_classes(segmenter, classes) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
+class LruCache:
+    """A bounded least-recently-used map for per-image results (embeddings, decoded prompts).
+
+    Not locked: a segmenter touches it under its own model lock. `clear()` is what
+    `forget_images()` calls once no app session holds the images any more."""
+
+    def __init__(self, size: int):
+        from collections import OrderedDict
+
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+        return hit
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def image_key(image: np.ndarray) -> str:
     """Content hash of an image, for per-image caches (embeddings, superpixels)."""
     import hashlib

@@ -10,15 +10,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from som.regions import Regions
-from som.segmenters.amg import AmgOptions, Candidates, decode_grid, select
-from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.amg import AmgOptions, decode_grid, select
+from som.segmenters.base import (
+    DEFAULT_LEVEL,
+    LruCache,
+    ProgressFn,
+    granularity,
+    image_key,
+)
 from som.segmenters.fast_decoder import FastMaskDecoder, ImageSide
 from som.segmenters.upsample import Upsampler
 
@@ -114,11 +119,16 @@ class SamSegmenter:
         if self._fast is not None and decoder.compile:
             self._fast_call = torch.compile(self._fast.__call__, dynamic=False)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
-        self._cache: OrderedDict[str, Embedding] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = LruCache(cache_size)  # image key -> Embedding
         # decoded grid per (image, options): changing granularity needs no new decoding
-        self._candidates: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._candidates = LruCache(2)
         self._lock = threading.Lock()  # one model, many app sessions: serialise model calls
+
+    def forget_images(self) -> None:
+        """Drop the per-image caches (embeddings, decoded grids): the apps call it once no session is left."""
+        with self._lock:
+            self._cache.clear()
+            self._candidates.clear()
 
     # ---- embedding ----------------------------------------------------
     @torch.no_grad()
@@ -128,7 +138,6 @@ class SamSegmenter:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(key)
                 return hit
             resized = self.transform.apply_image(image)
             x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
@@ -136,9 +145,7 @@ class SamSegmenter:
                 features = self.model.image_encoder(self.model.preprocess(x)).float()
             side = self._fast.image_side(features) if self._fast is not None else None
             emb = Embedding(features, tuple(resized.shape[:2]), tuple(image.shape[:2]), side)
-            self._cache[key] = emb
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, emb)
             return emb
 
     # ---- decoding -----------------------------------------------------
@@ -260,7 +267,5 @@ class SamSegmenter:
         cands = self._candidates.get(key)
         if cands is None:
             cands = decode_grid(self, emb, self.amg, progress=progress)
-            self._candidates[key] = cands
-            while len(self._candidates) > 2:
-                self._candidates.popitem(last=False)
+            self._candidates.put(key, cands)
         return select(self, emb, cands, granularity(level), self.amg)

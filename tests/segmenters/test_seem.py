@@ -274,3 +274,13 @@ def test_segmenter_options_reach_the_builder_and_unknown_ones_are_refused(small_
     assert (built.panoptic.object_threshold, built.panoptic.overlap_threshold) == (0.35, 0.1)
     with pytest.raises(ValueError, match="object_mask_threshold"):
         build_segmenter("seem", device="cpu", checkpoint=small_ckpt, config=SMALL, object_threshold=0.1)
+
+
+def test_forget_images_drops_features_and_decoded_queries_but_keeps_class_names(seg):
+    from som.app.serving import forget_images
+
+    image = photo()
+    seg.segment_everything(image, level=2, classes=["cup", "table"])
+    assert len(seg._features) and len(seg._decoded) and seg._class_emb
+    forget_images(seg)  # what the apps call once no session is left
+    assert not len(seg._features) and not len(seg._decoded) and seg._class_emb

@@ -323,3 +323,12 @@ def test_a_half_precision_file_loads_as_float32(small_ckpt, tmp_path):
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert model.backbone.layers[0].blocks[0].attn.relative_position_index.dtype == torch.int64
     assert model.encode(resize_short_side(PHOTO, 64)).mask_features.dtype == torch.float32
+
+
+def test_forget_images_drops_encodings_and_decoded_grids(seg):
+    from som.app.serving import forget_images
+
+    seg.segment_everything(PHOTO, level="objects")
+    assert len(seg._cache) and len(seg._candidates)
+    forget_images(seg)
+    assert not len(seg._cache) and not len(seg._candidates)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +20,21 @@ import torch
 from PIL import Image
 
 from som.regions import Regions
-from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.base import (
+    DEFAULT_LEVEL,
+    LruCache,
+    ProgressFn,
+    granularity,
+    image_key,
+)
 from som.segmenters.seem import text_cache
-from som.segmenters.seem.classes import BACKGROUND, COCO_PANOPTIC_CLASSES, NUM_COCO_THINGS, display_name, prompts_for
+from som.segmenters.seem.classes import (
+    BACKGROUND,
+    COCO_PANOPTIC_CLASSES,
+    NUM_COCO_THINGS,
+    display_name,
+    prompts_for,
+)
 from som.segmenters.seem.inference import (
     PanopticOptions,
     grounding_match,
@@ -77,10 +88,9 @@ class SeemSegmenter:
         test = model.cfg["MODEL"]["DECODER"]["TEST"]
         self.panoptic = panoptic or PanopticOptions(test["OBJECT_MASK_THRESHOLD"], test["OVERLAP_THRESHOLD"])
         self.tokenizer = default_tokenizer()
-        self._features: OrderedDict[str, Features] = OrderedDict()
+        self._features = LruCache(cache_size)  # image key -> Features
         self._class_emb: dict[tuple[str, ...], torch.Tensor] = {}
-        self._decoded: OrderedDict[tuple[str, tuple[str, ...]], dict] = OrderedDict()
-        self._cache_size = cache_size
+        self._decoded = LruCache(cache_size)  # (image key, class names) -> decoded queries
         self._disk_cache = disk_cache
         self._text_weights: str | None = None  # digest of the text encoder, computed on first use
         self._lock = threading.RLock()
@@ -103,13 +113,22 @@ class SeemSegmenter:
         s = self.input_short_side
         return (s, int(s * w / h)) if h <= w else (int(s * h / w), s)
 
+    def forget_images(self) -> None:
+        """Drop the per-image caches (features, decoded queries); class embeddings stay."""
+        with self._lock:
+            self._features.clear()
+            self._decoded.clear()
+
+    def embed(self, image: np.ndarray) -> None:
+        """Compute and cache the image's features (the apps' warm-up, so the first click is fast)."""
+        self.features(image)
+
     @torch.no_grad()
     def features(self, image: np.ndarray, key: str | None = None) -> Features:
         key = key or image_key(image)
         with self._lock:
             hit = self._features.get(key)
             if hit is not None:
-                self._features.move_to_end(key)
                 return hit
             h, w = self.input_size(image.shape[:2])
             resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
@@ -118,9 +137,7 @@ class SeemSegmenter:
                 batch = self.model.preprocess(x)
                 mask_features, multi_scale = self.model.features(batch)
             feats = Features(mask_features, multi_scale, tuple(batch.shape[-2:]), (h, w), tuple(image.shape[:2]))
-            self._features[key] = feats
-            while len(self._features) > self._cache_size:
-                self._features.popitem(last=False)
+            self._features.put(key, feats)
             return feats
 
     @torch.no_grad()
@@ -181,9 +198,7 @@ class SeemSegmenter:
             with self._lock, self._autocast():
                 out = self.model.sem_seg_head.predictor(feats.multi_scale, feats.mask_features, class_emb=class_emb)
             out = {k: out[k] for k in ("pred_logits", "pred_masks")}
-            self._decoded[(key, names)] = out  # another level of the same marks needs no decoding
-            while len(self._decoded) > self._cache_size:
-                self._decoded.popitem(last=False)
+            self._decoded.put((key, names), out)  # another level of the same marks needs no decoding
         options = self.panoptic
         if g.level == 1:
             options = dataclasses.replace(options, object_threshold=min(options.object_threshold, PARTS_OBJECT_THRESHOLD))

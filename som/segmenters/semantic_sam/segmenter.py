@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -19,8 +18,13 @@ import numpy as np
 import torch
 
 from som.regions import Regions
-from som.segmenters.amg import Candidates
-from som.segmenters.base import DEFAULT_LEVEL, ProgressFn, granularity, image_key
+from som.segmenters.base import (
+    DEFAULT_LEVEL,
+    LruCache,
+    ProgressFn,
+    granularity,
+    image_key,
+)
 from som.segmenters.sam import CHOICE_DUP_IOU, distinct_choices
 from som.segmenters.semantic_sam import fast_amg
 from som.segmenters.semantic_sam.fast_amg import LEVELS_BY_GRANULARITY, FastAmgOptions
@@ -92,9 +96,8 @@ class SemanticSamSegmenter:
         self.options = options
         self.amg = amg
         self.reference_amg = reference_amg
-        self._cache: OrderedDict[str, Encoding] = OrderedDict()
-        self._cache_size = cache_size
-        self._candidates: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._cache = LruCache(cache_size)  # image key -> Encoding
+        self._candidates = LruCache(2)
         self._lock = threading.RLock()  # one model, many app sessions: serialise model calls
 
     # ---- precision and encoding ------------------------------------------
@@ -107,6 +110,12 @@ class SemanticSamSegmenter:
         dtype = torch.float16 if p == "fp16" else torch.bfloat16
         return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
 
+    def forget_images(self) -> None:
+        """Drop the per-image caches (embeddings, decoded grids): the apps call it once no session is left."""
+        with self._lock:
+            self._cache.clear()
+            self._candidates.clear()
+
     @torch.no_grad()
     def embed(self, image: np.ndarray, key: str | None = None) -> Encoding:
         """(H, W, 3) uint8 RGB -> cached Encoding (resized to the model's short side, encoded)."""
@@ -114,15 +123,12 @@ class SemanticSamSegmenter:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(key)
                 return hit
             small = resize_short_side(np.ascontiguousarray(image[..., :3]), self.options.short_side_px)
             with self._autocast():
                 feats = self.model.encode(small)
             enc = Encoding(feats, tuple(image.shape[:2]), small)
-            self._cache[key] = enc
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, enc)
             return enc
 
     @torch.no_grad()
@@ -224,9 +230,7 @@ class SemanticSamSegmenter:
             cands = self._candidates.get(key)
             if cands is None:
                 cands = fast_amg.decode_grid(self.model, enc.features, self.amg, self.device, progress, self._autocast)
-                self._candidates[key] = cands
-                while len(self._candidates) > 2:
-                    self._candidates.popitem(last=False)
+                self._candidates.put(key, cands)
         idx = fast_amg.select(cands, gran, self.levels_for(level), self.amg)
         return fast_amg.to_regions(enc.features, enc.original_hw, cands.logits[idx], cands.scores[idx], self.device)
 

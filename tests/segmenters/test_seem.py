@@ -249,7 +249,7 @@ def test_mark_with_classes_names_the_marks_in_the_json(seg, tmp_path):
     assert not np.array_equal(result.image, result.source)  # marks were drawn
 
 
-def test_toolbox_text_prompt_and_click_add_named_regions(seg):
+def test_toolbox_text_click_box_and_stroke_add_named_regions(seg):
     from som.app.state import ToolboxSession
 
     session = ToolboxSession()
@@ -257,12 +257,17 @@ def test_toolbox_text_prompt_and_click_add_named_regions(seg):
     try:
         session.add_text(seg, "the coffee cup")
         session.add_point(seg, 300.0, 200.0)
+        session.add_box(seg, 20.0, 20.0, 200.0, 150.0)
+        stroke = np.zeros((400, 600), bool)
+        stroke[330:340, 380:580] = True  # a brush stroke along the bottom right
+        session.add_stroke(seg, stroke)
         regions = session.regions()
-        assert len(regions) == 2
+        assert [g.kind for g in session.gestures] == ["text", "point", "box", "stroke"]
         assert regions.categories[0] == "the coffee cup"
         from som.segmenters.seem.classes import COCO_PANOPTIC_CLASSES, display_name
 
-        assert regions.categories[1] in {display_name(c) for c in COCO_PANOPTIC_CLASSES}
+        coco = {display_name(c) for c in COCO_PANOPTIC_CLASSES}
+        assert len(regions) == 4 and all(name in coco for name in regions.categories[1:])
         assert np.isfinite(regions.category_scores).all()
     finally:
         session.close()

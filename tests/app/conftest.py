@@ -83,3 +83,22 @@ def page(browser):
     pg = context.new_page()
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="module")
+def mobile_sam():
+    """The default segmenter, built once per process."""
+    from som.pipeline import cached_segmenter
+
+    return cached_segmenter("mobile-sam", "cpu")
+
+
+@pytest.fixture
+def coffee_session():
+    """A toolbox session (no server) with coffee.jpg loaded."""
+    from som.app.state import ToolboxSession
+
+    s = ToolboxSession()
+    s.load(str(COFFEE), name="coffee.jpg")
+    yield s
+    s.close()

@@ -9,28 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from som.app.state import CLASS_HEADER, TABLE_HEADERS, NothingAdded, ToolboxSession, UserError, make_style
+from som.app.state import (
+    CLASS_HEADER,
+    TABLE_HEADERS,
+    NothingAdded,
+    UserError,
+    make_style,
+)
 from som.marksfile import read_marks
 from som.refine import RefineOptions, refine
 from som.regions import Regions
 
 REPO = Path(__file__).resolve().parents[2]
 COFFEE = REPO / "assets" / "coffee.jpg"
-
-
-@pytest.fixture(scope="module")
-def mobile_sam():
-    from som.pipeline import cached_segmenter
-
-    return cached_segmenter("mobile-sam", "cpu")
-
-
-@pytest.fixture
-def session():
-    s = ToolboxSession()
-    s.load(str(COFFEE), name="coffee.jpg")
-    yield s
-    s.close()
 
 
 def _named_regions(seg, image) -> Regions:
@@ -48,13 +39,13 @@ def test_names_mark_type():
         make_style(["Names"])
 
 
-def test_class_column_json_and_clicks_among_named_marks(mobile_sam, session):
+def test_class_column_json_and_clicks_among_named_marks(mobile_sam, coffee_session):
     style = make_style(["Mark", "Mask", "Names"])
-    plain = session.render(style)
+    plain = coffee_session.render(style)
     assert plain.headers == TABLE_HEADERS  # no classes: the table as before
-    named = _named_regions(mobile_sam, session.source)
-    session.set_automatic(named, {"segmenter": "mobile-sam"})
-    r = session.render(style)
+    named = _named_regions(mobile_sam, coffee_session.source)
+    coffee_session.set_automatic(named, {"segmenter": "mobile-sam"})
+    r = coffee_session.render(style)
     assert r.headers == [*TABLE_HEADERS, CLASS_HEADER]  # the class column comes last
     assert [row[-1] for row in r.rows] == named.categories
     assert [row[:-1][-1] for row in r.rows] == ["auto"] * len(named)
@@ -64,27 +55,27 @@ def test_class_column_json_and_clicks_among_named_marks(mobile_sam, session):
     assert [m["category"] for m in doc["marks"]] == named.categories
 
     # a click on background adds an unnamed mark: "" in the table, null in the JSON
-    free = np.argwhere(session.label_map == 0)
+    free = np.argwhere(coffee_session.label_map == 0)
     y, x = free[len(free) // 2]
     try:
-        session.add_point(mobile_sam, float(x), float(y))
+        coffee_session.add_point(mobile_sam, float(x), float(y))
     except NothingAdded:
         pytest.skip("no free object at that pixel")
-    r = session.render(style)
+    r = coffee_session.render(style)
     assert r.rows[-1][-1] == "" and r.rows[-1][-2] == "point"
     assert json.loads(Path(r.marks_json).read_text())["marks"][-1]["category"] is None
-    session.undo()
-    assert session.regions().categories == named.categories
+    coffee_session.undo()
+    assert coffee_session.regions().categories == named.categories
 
 
-def test_segmenters_without_classes_or_text_say_so(mobile_sam, session, tmp_path, capsys):
+def test_segmenters_without_classes_or_text_say_so(mobile_sam, coffee_session, tmp_path, capsys):
     from som.cli import main
     from som.pipeline import mark
 
     with pytest.raises(UserError, match="'mobile-sam' takes no text prompts"):
-        session.add_text(mobile_sam, "the red mug")
+        coffee_session.add_text(mobile_sam, "the red mug")
     with pytest.raises(UserError, match="type what to find"):
-        session.add_text(mobile_sam, "  ")
+        coffee_session.add_text(mobile_sam, "  ")
     with pytest.raises(ValueError, match="'superpixel' has no class vocabulary; use the 'seem' segmenter"):
         mark(COFFEE, segmenter="superpixel", classes="mug, saucer")
     assert mark(COFFEE, segmenter="superpixel", classes=" , ").settings.get("classes") is None  # empty: none

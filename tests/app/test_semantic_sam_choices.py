@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from som.app.state import NothingAdded, ToolboxSession
+from som.app.state import NothingAdded
+from som.eval.answers import mask_iou
 from som.segmenters.base import middle_choice
 
 COFFEE = Path(__file__).resolve().parents[2] / "assets" / "coffee.jpg"
@@ -30,35 +31,23 @@ def semantic_sam(tmp_path_factory):
     return build_segmenter("semantic-sam", device="cpu", checkpoint=path, config=SMALL_OVERRIDES, short_side_px=128)
 
 
-@pytest.fixture
-def session():
-    s = ToolboxSession()
-    s.load(str(COFFEE), name="coffee.jpg")
-    yield s
-    s.close()
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
-
-
-def test_toolbox_steps_through_all_six_choices(semantic_sam, session):
-    choices = semantic_sam.segment_prompt_choices(session.source, np.array([CLICK])).full_masks()
+def test_toolbox_steps_through_all_six_choices(semantic_sam, coffee_session):
+    choices = semantic_sam.segment_prompt_choices(coffee_session.source, np.array([CLICK])).full_masks()
     n = len(choices)
     assert n == 6
     start = middle_choice(n)  # the third of six
-    line = session.add_point(semantic_sam, *CLICK)
+    line = coffee_session.add_point(semantic_sam, *CLICK)
     assert f"mask {start + 1} of {n}" in line
-    assert _iou(session.regions().mask(0), choices[start]) > 0.97
+    assert mask_iou(coffee_session.regions().mask(0), choices[start]) > 0.97
     for index in range(start + 1, n):  # Larger up to the largest
-        session.step_choice(1)
-        assert session.gestures[-1].choice == index
-        assert _iou(session.regions().mask(0), choices[index]) > 0.97
+        coffee_session.step_choice(1)
+        assert coffee_session.gestures[-1].choice == index
+        assert mask_iou(coffee_session.regions().mask(0), choices[index]) > 0.97
     with pytest.raises(NothingAdded, match=f"largest of its {n}"):
-        session.step_choice(1)
+        coffee_session.step_choice(1)
     for index in range(n - 2, -1, -1):  # Smaller down to the smallest
-        session.step_choice(-1)
-        assert _iou(session.regions().mask(0), choices[index]) > 0.97
+        coffee_session.step_choice(-1)
+        assert mask_iou(coffee_session.regions().mask(0), choices[index]) > 0.97
     with pytest.raises(NothingAdded, match="smallest"):
-        session.step_choice(-1)
-    assert session.n_regions == 1 and session.gestures[-1].n_choices == n
+        coffee_session.step_choice(-1)
+    assert coffee_session.n_regions == 1 and coffee_session.gestures[-1].n_choices == n

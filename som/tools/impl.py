@@ -20,6 +20,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -476,6 +477,9 @@ def open_page(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
             except Exception as e:
                 if not type(e).__module__.startswith("playwright"):
                     raise
+                if blocked:  # the start URL redirected off the allow-list (the browser got 204 instead)
+                    raise ToolError(f"open_page: {url} redirects to {blocked[-1]}, which is not allowed "
+                                    f"(allowed: {policy.describe()})") from None
                 why = _first_line(e).removeprefix("Error: ").removeprefix("Page.goto: ")
                 raise ToolError(f"open_page: could not load {url}: {why}") from None
             if not policy.allows_loaded(page.url):
@@ -492,32 +496,76 @@ def open_page(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
 
 
 def _guard(route: Any, policy: UrlPolicy, blocked: list[str]) -> None:
-    """With --allow-host: the browser fetches nothing over http(s) from other hosts."""
-    from urllib.parse import urlsplit
+    """With --allow-host: the browser fetches nothing over http(s) from other hosts, redirects
+    included. Chromium follows a redirect without asking the route again, so an allowed request is
+    fetched here with redirects off; a redirect to a host not allowed is blocked like a request to
+    it, any other response goes to the browser (which then follows an allowed redirect, through
+    this route again)."""
+    from urllib.parse import urljoin
 
     url = route.request.url
+    if not _http_allowed(url, policy):
+        _block(route, url, blocked)
+        return
+    if urlsplit(url).scheme not in ("http", "https"):
+        route.continue_()
+        return
+    try:
+        response = route.fetch(max_redirects=0)
+    except Exception as e:  # noqa: BLE001 - a failed fetch (refused, reset): the browser sees the same failure
+        log.info("fetch of %s failed: %s", url[:200], _first_line(e))
+        route.abort(_network_error(str(e)))
+        return
+    location = response.headers.get("location")
+    if 300 <= response.status < 400 and location and not _http_allowed(urljoin(url, location), policy):
+        _block(route, urljoin(url, location), blocked)
+        return
+    route.fulfill(response=response)
+
+
+_FETCH_ERRORS = {  # what route.fetch's error says -> the net:: error the browser would have shown
+    "ECONNREFUSED": "connectionrefused",
+    "ECONNRESET": "connectionreset",
+    "ENOTFOUND": "namenotresolved",
+    "EAI_AGAIN": "namenotresolved",
+    "ETIMEDOUT": "timedout",
+    "Timeout": "timedout",
+    "EHOSTUNREACH": "addressunreachable",
+    "ENETUNREACH": "addressunreachable",
+}
+
+
+def _network_error(message: str) -> str:
+    return next((code for key, code in _FETCH_ERRORS.items() if key in message), "failed")
+
+
+def _http_allowed(url: str, policy: UrlPolicy) -> bool:
+    """False for an http(s) URL whose host the policy does not allow; True for anything else."""
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            port = None
-        if not policy.host_allowed(parts.hostname, port):
-            log.info("blocked %s (host not allowed)", url[:200])
-            request = route.request
-            try:
-                top = request.is_navigation_request() and request.frame.parent_frame is None
-            except Exception:  # noqa: BLE001 - a frame that went away: block it the plain way
-                top = False
-            if top:
-                # a navigation answered 204 No Content is dropped: the page stays as it was
-                blocked.append(url)
-                del blocked[:-20]
-                route.fulfill(status=204, body="")
-            else:
-                route.abort("blockedbyclient")
-            return
-    route.continue_()
+    if parts.scheme not in ("http", "https"):
+        return True
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return policy.host_allowed(parts.hostname, port)
+
+
+def _block(route: Any, url: str, blocked: list[str]) -> None:
+    """Refuse a request to a host not allowed: a top-level navigation is answered 204 No Content
+    (dropped: the page stays as it was) and remembered in `blocked`; anything else is aborted."""
+    log.info("blocked %s (host not allowed)", url[:200])
+    request = route.request
+    try:
+        top = request.is_navigation_request() and request.frame.parent_frame is None
+    except Exception:  # noqa: BLE001 - a frame that went away: block it the plain way
+        top = False
+    if top:
+        blocked.append(url)
+        del blocked[:-20]
+        route.fulfill(status=204, body="")
+    else:
+        route.abort("blockedbyclient")
 
 
 def _label_of(tool: str, marks: Any, page_id: int, label: str) -> str:

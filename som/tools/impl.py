@@ -24,9 +24,21 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from som.tools.pages import DEFAULT_MAX_PAGES, BrowserHost, PageSet, UrlPolicy, shared_host
+from som.tools.pages import (
+    DEFAULT_MAX_PAGES,
+    BrowserHost,
+    PageSet,
+    UrlPolicy,
+    shared_host,
+)
 from som.tools.roots import Roots
-from som.tools.schemas import DEFAULT_GRANULARITY, DEFAULT_MARK_TYPES, MARK_TYPES, TOOL_NAMES, TOOLS
+from som.tools.schemas import (
+    DEFAULT_GRANULARITY,
+    DEFAULT_MARK_TYPES,
+    MARK_TYPES,
+    TOOL_NAMES,
+    TOOLS,
+)
 from som.tools.store import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ allowed); it records the Host header of every request, so the test sees what rea
 from __future__ import annotations
 
 import threading
+import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,7 +24,7 @@ CHROMIUM = chromium_path() or "/usr/bin/chromium"
 
 
 class _Site(BaseHTTPRequestHandler):
-    seen: list[tuple[str, str]] = []  # (host header, path) of every request
+    seen: typing.ClassVar[list[tuple[str, str]]] = []  # (host header, path) of every request
 
     def log_message(self, *args):
         pass

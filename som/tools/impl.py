@@ -509,46 +509,18 @@ def open_page(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
 
 def _guard(route: Any, policy: UrlPolicy, blocked: list[str]) -> None:
     """With --allow-host: the browser fetches nothing over http(s) from other hosts, redirects
-    included. Chromium follows a redirect without asking the route again, so an allowed request is
-    fetched here with redirects off; a redirect to a host not allowed is blocked like a request to
-    it, any other response goes to the browser (which then follows an allowed redirect, through
-    this route again)."""
-    from urllib.parse import urljoin
+    included (som.web.redirects)."""
+    from som.web.redirects import forward_unless_redirected
 
     url = route.request.url
     if not _http_allowed(url, policy):
         _block(route, url, blocked)
-        return
-    if urlsplit(url).scheme not in ("http", "https"):
+    elif urlsplit(url).scheme not in ("http", "https"):
         route.continue_()
-        return
-    try:
-        response = route.fetch(max_redirects=0)
-    except Exception as e:  # noqa: BLE001 - a failed fetch (refused, reset): the browser sees the same failure
-        log.info("fetch of %s failed: %s", url[:200], _first_line(e))
-        route.abort(_network_error(str(e)))
-        return
-    location = response.headers.get("location")
-    if 300 <= response.status < 400 and location and not _http_allowed(urljoin(url, location), policy):
-        _block(route, urljoin(url, location), blocked)
-        return
-    route.fulfill(response=response)
-
-
-_FETCH_ERRORS = {  # what route.fetch's error says -> the net:: error the browser would have shown
-    "ECONNREFUSED": "connectionrefused",
-    "ECONNRESET": "connectionreset",
-    "ENOTFOUND": "namenotresolved",
-    "EAI_AGAIN": "namenotresolved",
-    "ETIMEDOUT": "timedout",
-    "Timeout": "timedout",
-    "EHOSTUNREACH": "addressunreachable",
-    "ENETUNREACH": "addressunreachable",
-}
-
-
-def _network_error(message: str) -> str:
-    return next((code for key, code in _FETCH_ERRORS.items() if key in message), "failed")
+    else:
+        target = forward_unless_redirected(route, lambda u: _http_allowed(u, policy))
+        if target is not None:
+            _block(route, target, blocked)
 
 
 def _http_allowed(url: str, policy: UrlPolicy) -> bool:

@@ -3,8 +3,8 @@
 Each step marks the page (`mark_page`), sends the marked screenshot with the `act` prompt, the
 element list and the steps so far to an OpenAI-compatible model (`som.llm.LLMClient`), reads one
 action (`parse_action`) and performs it on the marks. The loop ends on "done: <answer>" or after
-`max_steps`. With `allow_hosts`, navigations of the top frame to any other host are blocked (the
-step reports it and the model is told). With `transcript_dir`, every step leaves
+`max_steps`. With `allow_hosts`, navigations of the top frame to any other host are blocked,
+redirects included (the step reports it and the model is told). With `transcript_dir`, every step leaves
 step-NN.marked.png, step-NN.marks.json and step-NN.json (prompt, answer, action, result), and
 transcript.json holds the run.
 """
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from som.web.actions import Action, ActionError, act_template, parse_action
 from som.web.page import ElementGone, PageMarks, mark_page, open_page
+from som.web.redirects import forward_unless_redirected
 
 __all__ = ["AgentStep", "AgentResult", "run_agent", "host_allowed"]
 
@@ -163,10 +164,17 @@ def run_agent(
     blocked: list[str] = []
 
     def guard(route, request):
-        if request.is_navigation_request() and request.frame == page.main_frame and not host_allowed(request.url, allow_hosts):
-            blocked.append(request.url)
-            return route.abort("blockedbyclient")
-        return route.continue_()
+        if not (request.is_navigation_request() and request.frame == page.main_frame):
+            return route.continue_()
+        target = request.url
+        if host_allowed(target, allow_hosts):
+            if urlsplit(target).scheme not in ("http", "https"):
+                return route.continue_()
+            target = forward_unless_redirected(route, lambda url: host_allowed(url, allow_hosts))
+            if target is None:  # answered (a redirect to an allowed host comes back through here)
+                return None
+        blocked.append(target)
+        return route.abort("blockedbyclient")
 
     try:
         if allow_hosts is not None:

@@ -1,5 +1,6 @@
-"""--allow-host holds across HTTP redirects: an allowed host that answers 302 to a host not
-allowed must not make the browser fetch from that host (top-level page or sub-resource).
+"""Allow-lists hold across HTTP redirects: an allowed host that answers 302 to a host not allowed
+must not make the browser fetch from that host: the page tools (`--allow-host`: pages and
+sub-resources) and `som agent` (`--allow-host`: top-level navigations).
 
 A real local HTTP server answers on 127.0.0.1 (allowed) and on localhost (the same server, not
 allowed); it records the Host header of every request, so the test sees what reached it."""
@@ -39,14 +40,18 @@ class _Site(BaseHTTPRequestHandler):
             self._redirect("/page")
         elif self.path.startswith("/img-away"):
             self._redirect(f"http://localhost:{port}/secret-img")
+        elif self.path.startswith("/links"):
+            self._html(b"<html><body><a href='/away'>Leave</a> <a href='/hop'>Stay</a></body></html>")
         else:
-            body = (b"<html><body><h1>Page</h1><button>Go</button>"
-                    b"<img src='/img-away' width=10 height=10></body></html>")
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._html(b"<html><body><h1>Page</h1><button>Go</button>"
+                       b"<img src='/img-away' width=10 height=10></body></html>")
+
+    def _html(self, body: bytes):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _redirect(self, location: str):
         self.send_response(302)
@@ -78,3 +83,30 @@ def test_redirects_to_hosts_not_allowed_are_not_followed(site, tmp_path):
         host.close()
     assert ("127.0.0.1", "/away") in _Site.seen and ("127.0.0.1", "/img-away") in _Site.seen
     assert [path for name, path in _Site.seen if name == "localhost"] == []  # nothing reached the other host
+
+
+def test_agent_allow_list_holds_across_redirects(site, browser, llm_server):
+    """The model clicks a link whose target redirects to a host not allowed: the step is blocked,
+    nothing reaches that host; then a link redirecting within the allowed host is followed."""
+    from test_agent import client_for, mark_of
+
+    from som.web.agent import run_agent
+
+    def model(request):
+        n = len(llm_server.requests)
+        if n == 1:
+            return f"click [{mark_of(request, 'Leave')}]"
+        if n == 2:
+            assert "blocked" in request.all_text
+            return f"click [{mark_of(request, 'Stay')}]"
+        return "done: stayed"
+
+    llm_server.responder = model
+    result = run_agent(f"{site}/links", "leave", client=client_for(llm_server), browser=browser, max_steps=4,
+                       allow_hosts=["127.0.0.1"])
+    assert result.finished
+    assert not result.steps[0].ok and "localhost" in result.steps[0].error
+    assert result.steps[1].ok and result.steps[2].url.endswith("/page"), "a redirect within the allowed host is followed"
+    # the navigation never reached the other host (the agent's list covers navigations only: /page's
+    # image may load from anywhere)
+    assert ("localhost", "/secret") not in _Site.seen

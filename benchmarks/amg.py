@@ -170,18 +170,17 @@ class OursSegmenter:
     def segment_everything(self, image, level=2, progress=None) -> Regions:
         self._last_image = image
         regions = self.seg.segment_everything(image, level)
-        self.last_prompts = list(self.seg._candidates.values())[-1].prompts
+        self.last_prompts = self.seg._candidates.newest().prompts
         return regions
 
     @property
     def last_raw(self) -> Regions:
         """Like the stock generator's output: all candidates after NMS, overlapping (not timed)."""
-        cands = list(self.seg._candidates.values())[-1]
+        cands = self.seg._candidates.newest()
         return overlapping(self.seg, self.seg.embed(self._last_image), cands, self.amg)
 
     def forget(self) -> None:
-        self.seg._cache.clear()
-        self.seg._candidates.clear()
+        self.seg.forget_images()
 
 
 def sync(device: str) -> None:

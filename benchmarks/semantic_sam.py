@@ -121,8 +121,7 @@ def main() -> None:
     load_before = os.getloadavg()
 
     def encode():
-        seg._cache.clear()
-        seg._candidates.clear()
+        seg.forget_images()
         return seg.embed(image)
 
     encode_t = timed(encode, args.repeats)

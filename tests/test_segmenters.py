@@ -160,3 +160,17 @@ def test_segmenter_options_from_environment_and_flag(monkeypatch):
     monkeypatch.setenv(OPTIONS_ENV, "mobile-sam.no_such_option=1")
     with pytest.raises(ValueError, match="no_such_option"):
         build_segmenter("mobile-sam", device="cpu")
+
+
+def test_lru_cache_keeps_the_most_recently_used():
+    from som.segmenters.base import LruCache
+
+    cache = LruCache(2)
+    assert cache.newest() is None
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1 and cache.newest() == 1  # a look-up makes "a" the newest
+    cache.put("c", 3)  # evicts "b", the least recently used
+    assert cache.get("b") is None and len(cache) == 2 and cache.newest() == 3
+    cache.clear()
+    assert len(cache) == 0

@@ -159,6 +159,10 @@ class LruCache:
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
+    def newest(self):
+        """The value stored or looked up last (None when empty)."""
+        return next(reversed(self._items.values()), None)
+
     def clear(self) -> None:
         self._items.clear()
 
